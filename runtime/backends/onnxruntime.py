@@ -1,0 +1,192 @@
+"""ONNX Runtime backend: CPU, CUDA and TensorRT execution providers, chosen honestly.
+
+ONNX Runtime silently falls back to the CPU when a GPU provider fails to start;
+this backend reports the provider that actually runs, and refuses an explicitly
+requested provider that did not start instead of pretending.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import re
+import sys
+import tempfile
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+
+from ..errors import BackendError, ModelError
+from ..metadata import METADATA_KEY, ModelMetadata
+
+_PROVIDERS = {
+    "tensorrt": "TensorrtExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "cpu": "CPUExecutionProvider",
+}
+#: Accepted values of ``provider``; ``auto`` tries them fastest first.
+PROVIDER_CHOICES = ("auto", *_PROVIDERS)
+INPUT_NAME = "image"
+OUTPUT_NAME = "logits"
+_ORT_DISTRIBUTIONS = ("onnxruntime", "onnxruntime-gpu", "onnxruntime-directml", "onnxruntime-openvino")
+
+
+def installed_onnxruntime_distributions() -> list[str]:
+    """Names of the installed distributions that provide the ``onnxruntime`` module."""
+    found = []
+    for name in _ORT_DISTRIBUTIONS:
+        try:
+            importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        found.append(name)
+    return found
+
+
+def _import_onnxruntime() -> ModuleType:
+    found = installed_onnxruntime_distributions()
+    if len(found) > 1:
+        warnings.warn(
+            f"several ONNX Runtime packages are installed ({', '.join(found)}); they share "
+            "the module 'onnxruntime' and the last installed wins. Uninstall all but one.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    import onnxruntime
+
+    onnxruntime.set_default_logger_severity(3)  # errors only: we report fallbacks ourselves
+    return onnxruntime
+
+
+def _provider_options(name: str) -> dict[str, str]:
+    if name == "tensorrt":
+        cache = Path(os.environ.get("ERNET_CACHE", Path.home() / ".cache" / "ernet")) / "trt"
+        cache.mkdir(parents=True, exist_ok=True)
+        return {
+            "trt_engine_cache_enable": "True",
+            "trt_engine_cache_path": str(cache),
+            "trt_timing_cache_enable": "True",
+            "trt_timing_cache_path": str(cache),
+        }
+    if name == "cuda":
+        return {"cudnn_conv_algo_search": "HEURISTIC"}
+    return {}
+
+
+@contextmanager
+def _captured_native_output() -> Iterator[list[str]]:
+    """Collect what native code prints to stdout/stderr (ORT's provider errors) meanwhile."""
+    lines: list[str] = []
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as sink:
+        os.dup2(sink.fileno(), 1)
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield lines
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+            sink.seek(0)
+            lines.extend(sink.read().decode(errors="replace").splitlines())
+
+
+def _failure_reason(lines: list[str]) -> str:
+    """The most telling line of ORT's output about a provider that did not start."""
+    for pattern in (r"error: (.*)", r"(Please install .*?)(?: as mentioned|$)", r"\] (.*Fail.*)"):
+        for line in lines:
+            match = re.search(pattern, line)
+            if match:
+                return match.group(1).strip()
+    return "it did not initialise"
+
+
+class OnnxRuntimeBackend:
+    """An ERNet ONNX model in an ONNX Runtime session.
+
+    ``provider="auto"`` tries TensorRT, then CUDA, then the CPU, keeping the first
+    that really initialises; ``fallbacks`` says why each faster one was passed over.
+    """
+
+    def __init__(self, model: Path | str, provider: str = "auto") -> None:
+        if provider not in PROVIDER_CHOICES:
+            raise BackendError(
+                f"unknown provider {provider!r}; choose one of {', '.join(PROVIDER_CHOICES)}"
+            )
+        self.path = Path(model)
+        if not self.path.is_file():
+            raise ModelError(f"{self.path}: model file not found")
+        ort = _import_onnxruntime()
+        available = set(ort.get_available_providers())
+        wanted = [p for p in _PROVIDERS if p != "cpu"] if provider == "auto" else [provider]
+        self.fallbacks: list[tuple[str, str]] = []
+        self.session = None
+        for name in wanted:
+            if _PROVIDERS[name] not in available:
+                self.fallbacks.append((name, "not in this ONNX Runtime build"))
+                continue
+            session, reason = self._open_session(ort, name)
+            if session is not None:
+                self.session = session
+                break
+            self.fallbacks.append((name, reason))
+        if self.session is None:
+            if provider not in ("auto", "cpu"):
+                raise BackendError(f"provider {provider!r} cannot run here: {self.fallbacks[-1][1]}")
+            self.session, _ = self._open_session(ort, "cpu")
+        self.provider = self.session.get_providers()[0]
+        self.description = f"onnxruntime/{self.provider}"
+        self.metadata = self._read_metadata()
+
+    def _open_session(self, ort: ModuleType, name: str) -> tuple[object | None, str]:
+        """A session on provider ``name`` (CPU as the only fallback), or None and why not."""
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        providers = [(_PROVIDERS[name], _provider_options(name))]
+        if name != "cpu":
+            providers.append((_PROVIDERS["cpu"], {}))
+        try:
+            with _captured_native_output() as output:
+                session = ort.InferenceSession(str(self.path), options, providers=providers)
+        except Exception as exc:  # ORT raises its own exception types for bad files
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            if name != "cpu" and "Please install" in reason:
+                return None, _failure_reason([reason])
+            raise ModelError(f"{self.path}: not a loadable ONNX model ({reason})") from None
+        if session.get_providers()[0] != _PROVIDERS[name]:
+            return None, _failure_reason(output)
+        return session, ""
+
+    def _read_metadata(self) -> ModelMetadata:
+        props = self.session.get_modelmeta().custom_metadata_map
+        try:
+            metadata = ModelMetadata.from_props(props)
+        except KeyError:
+            raise ModelError(
+                f"{self.path}: not an ERNet model (no '{METADATA_KEY}' metadata; "
+                "export it with ernet-export)"
+            ) from None
+        except (ValueError, TypeError) as exc:
+            raise ModelError(f"{self.path}: invalid ERNet metadata ({exc})") from None
+        inputs = [i.name for i in self.session.get_inputs()]
+        outputs = [o.name for o in self.session.get_outputs()]
+        if inputs != [INPUT_NAME] or outputs != [OUTPUT_NAME]:
+            raise ModelError(
+                f"{self.path}: expected input '{INPUT_NAME}' and output '{OUTPUT_NAME}', "
+                f"found inputs {inputs} and outputs {outputs}"
+            )
+        return metadata
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        """Logits (N x K x H x W float32) for a float32 N x C x H x W batch."""
+        (logits,) = self.session.run([OUTPUT_NAME], {INPUT_NAME: batch})
+        return np.asarray(logits, dtype=np.float32)

@@ -1,0 +1,21 @@
+"""User-facing errors: each message names the file and the problem in one line."""
+
+
+class ErnetError(Exception):
+    """Base class of errors reported to the user as a single line."""
+
+
+class InputError(ErnetError):
+    """An input image or stack cannot be used (missing, unreadable, wrong shape)."""
+
+
+class ModelError(ErnetError):
+    """A model file cannot be used (not ONNX, not ERNet's, incompatible)."""
+
+
+class BackendError(ErnetError):
+    """An execution provider was requested but cannot run here."""
+
+
+class OutputError(ErnetError):
+    """An output cannot be written (exists, would overwrite an input)."""

@@ -1,0 +1,73 @@
+"""Intensity normalisation, defined once and shared by training, export and inference.
+
+The normalisation is data that travels with a model (inside its metadata), so the
+runtime always prepares frames exactly as the model saw them in training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+NormalizationMode = Literal["scale", "percentile"]
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """How raw intensities become model input.
+
+    ``scale``: ``value / scale`` (the original ERNet: ``scale=255`` for 8-bit frames).
+    ``percentile``: the ``low``/``high`` percentiles of the frame map to 0/1
+    (the successor's 1-99 % rescaling), clipped to [0, 1] when ``clip``.
+    """
+
+    mode: NormalizationMode = "percentile"
+    scale: float = 255.0
+    low: float = 1.0
+    high: float = 99.0
+    clip: bool = True
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("scale", "percentile"):
+            raise ValueError(f"unknown normalisation mode {self.mode!r}")
+        if self.mode == "scale" and not self.scale > 0:
+            raise ValueError("normalisation scale must be positive")
+        if self.mode == "percentile" and not 0 <= self.low < self.high <= 100:
+            raise ValueError("percentiles must satisfy 0 <= low < high <= 100")
+
+    @classmethod
+    def original(cls) -> Normalization:
+        """The original ERNet preprocessing for 8-bit frames: value / 255, no clipping."""
+        return cls(mode="scale", scale=255.0, clip=False)
+
+    def value_range(self, data: np.ndarray) -> tuple[float, float]:
+        """The intensities that map to 0 and 1, computed over all of ``data``."""
+        if self.mode == "scale":
+            return 0.0, float(self.scale)
+        lo, hi = np.percentile(np.asarray(data, dtype=np.float32), (self.low, self.high))
+        return float(lo), float(hi)
+
+    def apply(
+        self, data: np.ndarray, value_range: tuple[float, float] | None = None
+    ) -> np.ndarray:
+        """Normalise ``data`` to float32; the range defaults to ``data``'s own."""
+        lo, hi = value_range if value_range is not None else self.value_range(data)
+        # Convert before any arithmetic: uint16 differences would wrap around.
+        out = np.asarray(data, dtype=np.float32) - np.float32(lo)
+        span = hi - lo
+        if span > 0:
+            out *= np.float32(1.0 / span)
+        else:  # a constant frame carries no contrast
+            out[...] = 0.0
+        if self.clip:
+            np.clip(out, 0.0, 1.0, out=out)
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> Normalization:
+        return cls(**values)

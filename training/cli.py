@@ -1,0 +1,107 @@
+"""``ernet-train`` and ``ernet-simulate``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ernet.runtime.errors import ErnetError
+from ernet.runtime.metadata import ModelConfig
+from ernet.runtime.preprocess import Normalization
+
+train_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+simulate_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+
+
+@train_app.command()
+def train(
+    data: Annotated[Path, typer.Argument(help="Folder of NAME_image/NAME_mask pairs (or images/ + masks/), or a legacy crop pickle.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for last.pt and best.pt.")] = Path("build/train"),
+    val_data: Annotated[Optional[Path], typer.Option(help="Validation folder; default: hold out --val-fraction.")] = None,
+    val_fraction: float = 0.2,
+    epochs: int = 100,
+    steps_per_epoch: Annotated[int, typer.Option(help="Optimiser steps per epoch.")] = 100,
+    batch_size: int = 2,
+    crop: Annotated[int, typer.Option(help="Training crop size; recorded as the model's tile size.")] = 256,
+    lr: float = 1e-4,
+    lr_step: Annotated[int, typer.Option(help="Halve (x lr-gamma) the learning rate every N epochs.")] = 20,
+    lr_gamma: float = 0.5,
+    features: Annotated[int, typer.Option(help="F: feature channels.")] = 64,
+    groups: Annotated[int, typer.Option(help="G: residual groups.")] = 5,
+    blocks: Annotated[int, typer.Option(help="B: blocks per group.")] = 10,
+    reduction: Annotated[int, typer.Option(help="r: channel-attention reduction.")] = 16,
+    classes: Annotated[str, typer.Option(help="Comma-separated class names, id 0 first.")] = "background,ER",
+    normalization: Annotated[str, typer.Option(help="'percentile' (1-99 %) or 'scale' (value / 255).")] = "percentile",
+    seed: int = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    workers: Annotated[int, typer.Option(help="Data-loader worker processes.")] = 0,
+    resume: Annotated[Optional[Path], typer.Option(help="Continue from this checkpoint (last.pt).")] = None,
+    quiet: bool = False,
+) -> None:
+    """Train ERNet on labelled frames."""
+    from .train import TrainConfig
+    from .train import train as run_training
+
+    names = tuple(n.strip() for n in classes.split(","))
+    try:
+        cfg = TrainConfig(
+            data=data, out=out, val_data=val_data, val_fraction=val_fraction,
+            model=ModelConfig(n_classes=len(names), n_feats=features, n_resgroups=groups,
+                              n_resblocks=blocks, reduction=reduction),
+            class_names=names,
+            normalization=Normalization.original() if normalization == "scale" else Normalization(mode=normalization),  # type: ignore[arg-type]
+            epochs=epochs, steps_per_epoch=steps_per_epoch, batch_size=batch_size, crop=crop, lr=lr,
+            lr_step=lr_step, lr_gamma=lr_gamma, seed=seed, device=device, workers=workers, resume=resume,
+        )
+        result = run_training(cfg, quiet=quiet)
+    except (ErnetError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise typer.Exit(1) from None
+    print(f"best validation foreground IoU {result['best_score']:.4f}; checkpoints in {out}")
+
+
+@simulate_app.command()
+def simulate(
+    out: Annotated[Path, typer.Argument(help="Output folder.")],
+    count: Annotated[int, typer.Option(help="Number of image/mask pairs (or stacks with --frames > 1).")] = 8,
+    frames: Annotated[int, typer.Option(help="Frames per stack (time-lapse) ; 1 writes single frames.")] = 1,
+    size: Annotated[str, typer.Option(help="HEIGHTxWIDTH.")] = "256x256",
+    bit_depth: Annotated[int, typer.Option(help="8 or 16.")] = 8,
+    seed: int = 0,
+) -> None:
+    """Generate synthetic ER frames with exact labels: NAME_image.tif + NAME_mask.tif."""
+    import numpy as np
+    import tifffile
+
+    from ernet.runtime.io import atomic_output
+
+    from .synthetic import SyntheticConfig, generate_stack
+
+    try:
+        height, width = (int(v) for v in size.lower().split("x"))
+        cfg = SyntheticConfig(height=height, width=width, bit_depth=bit_depth)
+    except ValueError:
+        print(f"error: --size {size!r}: expected HEIGHTxWIDTH, e.g. 512x512", file=sys.stderr)
+        raise typer.Exit(1) from None
+    out.mkdir(parents=True, exist_ok=True)
+    axes = "TYX" if frames > 1 else "YX"
+    for i in range(count):
+        stack = generate_stack(frames, seed=seed * 100003 + i, config=cfg)
+        for kind in ("image", "mask"):
+            data = np.stack([getattr(f, kind) for f in stack]) if frames > 1 else getattr(stack[0], kind)
+            with atomic_output(out / f"synthetic_{i:04d}_{kind}.tif") as tmp:
+                tifffile.imwrite(tmp, data, imagej=True, metadata={"axes": axes})
+    print(f"wrote {count} image/mask pairs to {out}")
+
+
+def train_main() -> None:
+    """Entry point of ``ernet-train``."""
+    train_app()
+
+
+def simulate_main() -> None:
+    """Entry point of ``ernet-simulate``."""
+    simulate_app()

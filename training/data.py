@@ -1,0 +1,157 @@
+"""Training data: image/mask folders, legacy pickled crop sets, and random crops.
+
+Folders hold pairs named ``NAME_image.EXT`` / ``NAME_mask.EXT``, or the same
+names under ``images/`` and ``masks/``. Masks hold integer class ids.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ernet.runtime.errors import InputError
+from ernet.runtime.io import SUPPORTED_SUFFIXES, read_image
+from ernet.runtime.preprocess import Normalization
+
+
+@dataclass
+class Sample:
+    """One labelled frame: normalised float32 image (C x H x W) and int64 mask (H x W)."""
+
+    name: str
+    image: np.ndarray
+    mask: np.ndarray
+
+
+def find_pairs(folder: Path) -> list[tuple[Path, Path]]:
+    """Image/mask file pairs in ``folder``, sorted by name."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(f"{folder}: data folder not found")
+    files = lambda d, tag: {  # noqa: E731
+        p.stem.removesuffix(tag): p for p in d.iterdir() if p.suffix.lower() in SUPPORTED_SUFFIXES
+    }
+    if (folder / "images").is_dir() and (folder / "masks").is_dir():
+        images, masks = files(folder / "images", ""), files(folder / "masks", "")
+    else:
+        images = {k: v for k, v in files(folder, "_image").items() if v.stem.endswith("_image")}
+        masks = {k: v for k, v in files(folder, "_mask").items() if v.stem.endswith("_mask")}
+    names = sorted(images.keys() & masks.keys())
+    if not names:
+        raise InputError(f"{folder}: no image/mask pairs (NAME_image.tif + NAME_mask.tif, or images/ + masks/)")
+    return [(images[n], masks[n]) for n in names]
+
+
+def load_samples(folder: Path, normalization: Normalization) -> list[Sample]:
+    """Read and normalise every 2-D pair of ``folder`` (stacks contribute each frame)."""
+    samples = []
+    for image_path, mask_path in find_pairs(folder):
+        image, mask = read_image(image_path), read_image(mask_path)
+        if image.data.shape != mask.data.shape:
+            raise InputError(f"{mask_path}: shape {mask.data.shape} differs from image {image.data.shape}")
+        for i, (frame, labels) in enumerate(zip(image.frames(), mask.frames())):
+            name = image_path.stem.removesuffix("_image") + (f"[{i}]" if image.n_frames > 1 else "")
+            samples.append(Sample(name, normalization.apply(frame)[None], labels.astype(np.int64)))
+    return samples
+
+
+class _ArraysOnlyUnpickler(pickle.Unpickler):
+    """Admits numpy arrays and PIL images, nothing else (no code execution)."""
+
+    ALLOWED = {
+        ("numpy", "ndarray"), ("numpy", "dtype"),
+        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+        ("PIL.Image", "Image"), ("builtins", "bytearray"), ("collections", "OrderedDict"),
+    }
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in self.ALLOWED or (module == "numpy" and name.startswith("dtypes")):
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+
+
+def load_legacy_pickle(path: Path, normalization: Normalization) -> list[Sample]:
+    """Read an original ERNet pickled crop set: a sequence of (image, mask) pairs,
+    or an ``(images, masks)`` pair of sequences, of arrays or PIL images."""
+    try:
+        obj = _ArraysOnlyUnpickler(io.BytesIO(Path(path).read_bytes())).load()
+    except (pickle.UnpicklingError, EOFError, AttributeError, ValueError) as exc:
+        raise InputError(f"{path}: not an admissible crop pickle ({exc})") from None
+    if isinstance(obj, dict):
+        obj = list(zip(obj.get("images", ()), obj.get("masks", ())))
+    elif len(obj) == 2 and len(obj[0]) == len(obj[1]) and np.asarray(obj[0][0]).ndim >= 2:
+        obj = list(zip(obj[0], obj[1]))
+    samples = []
+    for i, (image, mask) in enumerate(obj):
+        image, mask = np.asarray(image), np.asarray(mask)
+        if image.ndim == 3:  # H x W x RGB crops: one channel is enough
+            image = image[..., 0]
+        samples.append(Sample(f"{Path(path).stem}[{i}]", normalization.apply(image)[None],
+                              (np.asarray(mask)[..., 0] if mask.ndim == 3 else mask).astype(np.int64)))
+    if not samples:
+        raise InputError(f"{path}: no image/mask pairs found")
+    return samples
+
+
+class RandomCrops(Dataset):
+    """``length`` random crops per epoch with flips, transposes and brightness jitter.
+
+    Crop ``i`` of epoch ``e`` depends only on (seed, e, i): deterministic whatever
+    the number of workers.
+    """
+
+    def __init__(self, samples: list[Sample], crop: int, length: int, seed: int = 0, augment: bool = True):
+        self.samples, self.crop, self.length, self.seed, self.augment = samples, crop, length, seed, augment
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rng = np.random.default_rng((self.seed, self.epoch, index))
+        sample = self.samples[rng.integers(len(self.samples))]
+        image, mask = _pad_to(sample.image, sample.mask, self.crop)
+        y = rng.integers(image.shape[1] - self.crop + 1)
+        x = rng.integers(image.shape[2] - self.crop + 1)
+        image = image[:, y : y + self.crop, x : x + self.crop]
+        mask = mask[y : y + self.crop, x : x + self.crop]
+        if self.augment:
+            if rng.random() < 0.5:
+                image, mask = image[:, :, ::-1], mask[:, ::-1]
+            if rng.random() < 0.5:
+                image, mask = image[:, ::-1], mask[::-1]
+            if rng.random() < 0.5:
+                image, mask = image.transpose(0, 2, 1), mask.T
+            image = image * rng.uniform(0.8, 1.2) + rng.uniform(-0.1, 0.1)
+        return torch.from_numpy(np.ascontiguousarray(image, np.float32)), torch.from_numpy(
+            np.ascontiguousarray(mask)
+        )
+
+
+def _pad_to(image: np.ndarray, mask: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    pad_h, pad_w = max(0, size - image.shape[1]), max(0, size - image.shape[2])
+    if not (pad_h or pad_w):
+        return image, mask
+    image = np.pad(image, ((0, 0), (0, pad_h), (0, pad_w)), mode="reflect")
+    return image, np.pad(mask, ((0, pad_h), (0, pad_w)), mode="reflect")
+
+
+def validation_tiles(samples: list[Sample], crop: int, per_sample: int = 4) -> list[Sample]:
+    """A fixed set of up to ``per_sample`` crops spread over each sample, for validation."""
+    tiles = []
+    for s in samples:
+        image, mask = _pad_to(s.image, s.mask, crop)
+        ys = np.linspace(0, image.shape[1] - crop, max(1, int(np.sqrt(per_sample)))).astype(int)
+        xs = np.linspace(0, image.shape[2] - crop, max(1, int(np.sqrt(per_sample)))).astype(int)
+        for y in np.unique(ys):
+            for x in np.unique(xs):
+                tiles.append(Sample(s.name, image[:, y : y + crop, x : x + crop], mask[y : y + crop, x : x + crop]))
+    return tiles

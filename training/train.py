@@ -1,0 +1,187 @@
+"""The training loop: cross-entropy, Adam, step LR, per-class IoU/Dice, checkpoints."""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from ernet.runtime import __version__
+from ernet.runtime.errors import InputError
+from ernet.runtime.metadata import ModelConfig, ModelMetadata
+from ernet.runtime.preprocess import Normalization
+from ernet.runtime.progress import progress
+
+from .checkpoint import file_sha256, load_checkpoint, save_checkpoint
+from .data import RandomCrops, Sample, find_pairs, load_legacy_pickle, load_samples, validation_tiles
+from .model import ERNet
+
+PICKLE_SUFFIXES = (".pkl", ".pickle", ".p")
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on; stored in every checkpoint."""
+
+    data: Path
+    out: Path
+    val_data: Path | None = None
+    val_fraction: float = 0.2  # of the samples, held out when no val_data is given
+    model: ModelConfig = field(default_factory=ModelConfig)
+    class_names: tuple[str, ...] = ("background", "ER")
+    normalization: Normalization = field(default_factory=Normalization)
+    epochs: int = 100
+    steps_per_epoch: int = 100
+    batch_size: int = 2
+    crop: int = 256
+    lr: float = 1e-4
+    lr_step: int = 20
+    lr_gamma: float = 0.5
+    seed: int = 0
+    device: str = "auto"
+    workers: int = 0
+    resume: Path | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        for key in ("data", "out", "val_data", "resume"):
+            out[key] = None if out[key] is None else str(out[key])
+        out["class_names"] = list(self.class_names)
+        return out
+
+
+def _load(source: Path, normalization: Normalization) -> tuple[list[Sample], list[dict[str, str]]]:
+    source = Path(source)
+    if source.suffix.lower() in PICKLE_SUFFIXES:
+        files = [source]
+        samples = load_legacy_pickle(source, normalization)
+    else:
+        files = [p for pair in find_pairs(source) for p in pair]
+        samples = load_samples(source, normalization)
+    return samples, [{"file": str(p), "sha256": file_sha256(p)} for p in files]
+
+
+def split_samples(cfg: TrainConfig) -> tuple[list[Sample], list[Sample], dict[str, Any]]:
+    """Training and validation samples, and the provenance of both."""
+    train, train_files = _load(cfg.data, cfg.normalization)
+    if cfg.val_data is not None:
+        val, val_files = _load(cfg.val_data, cfg.normalization)
+    else:
+        n_val = int(round(len(train) * cfg.val_fraction))
+        if n_val == 0 or n_val >= len(train):
+            raise InputError(f"{cfg.data}: {len(train)} samples cannot be split for validation; pass --val-data")
+        train, val, val_files = train[:-n_val], train[-n_val:], []
+    provenance = {"train": train_files, "validation": val_files or "held out from train",
+                  "train_samples": [s.name for s in train], "validation_samples": [s.name for s in val]}
+    return train, val, provenance
+
+
+def confusion(pred: torch.Tensor, target: torch.Tensor, n_classes: int) -> torch.Tensor:
+    """K x K confusion matrix, rows = truth, columns = prediction."""
+    index = target.reshape(-1) * n_classes + pred.reshape(-1)
+    return torch.bincount(index, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
+
+
+def scores(matrix: torch.Tensor, class_names: tuple[str, ...]) -> dict[str, float]:
+    """Per-class IoU and Dice from a confusion matrix (NaN for a class never present)."""
+    m = matrix.double()
+    tp = m.diag()
+    fp, fn = m.sum(0) - tp, m.sum(1) - tp
+    iou = tp / (tp + fp + fn)
+    dice = 2 * tp / (2 * tp + fp + fn)
+    out: dict[str, float] = {}
+    for i, name in enumerate(class_names):
+        out[f"iou_{name}"] = float(iou[i])
+        out[f"dice_{name}"] = float(dice[i])
+    out["mean_iou_foreground"] = float(np.nanmean(iou[1:].numpy())) if len(class_names) > 1 else float(iou[0])
+    return out
+
+
+@torch.no_grad()
+def evaluate(model: ERNet, tiles: list[Sample], class_names: tuple[str, ...], device: torch.device) -> dict[str, float]:
+    """IoU and Dice per class over fixed validation crops."""
+    model.eval()
+    n = len(class_names)
+    matrix = torch.zeros(n, n, dtype=torch.int64)
+    for tile in tiles:
+        logits = model(torch.from_numpy(np.ascontiguousarray(tile.image))[None].to(device))
+        matrix += confusion(logits.argmax(1).cpu(), torch.from_numpy(tile.mask), n)
+    return scores(matrix, class_names)
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def train(cfg: TrainConfig, quiet: bool = False) -> dict[str, Any]:
+    """Train, writing ``last.pt`` and ``best.pt`` to ``cfg.out``; returns the final summary."""
+    if len(cfg.class_names) != cfg.model.n_classes:
+        raise ValueError(f"{len(cfg.class_names)} class names for {cfg.model.n_classes} classes")
+    torch.manual_seed(cfg.seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    device = _device(cfg.device)
+    train_samples, val_samples, data_provenance = split_samples(cfg)
+    model = ERNet(cfg.model).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.lr_step, gamma=cfg.lr_gamma)
+    start_epoch, best, history = 0, float("-inf"), []
+    if cfg.resume is not None:
+        state = load_checkpoint(cfg.resume).raw
+        model.load_state_dict({k.removeprefix("module."): v for k, v in state["state_dict"].items()})
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start_epoch, best, history = state["epoch"], state["best_score"], list(state["history"])
+    crops = RandomCrops(train_samples, cfg.crop, cfg.steps_per_epoch * cfg.batch_size, cfg.seed)
+    loader = DataLoader(crops, batch_size=cfg.batch_size, shuffle=False, num_workers=cfg.workers)
+    val_tiles = validation_tiles(val_samples, cfg.crop)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    say = (lambda *a: None) if quiet else (lambda *a: print(*a, file=sys.stderr, flush=True))
+    say(f"training {sum(p.numel() for p in model.parameters()):,}-parameter ERNet on {device}: "
+        f"{len(train_samples)} train / {len(val_samples)} validation samples")
+    for epoch in range(start_epoch, cfg.epochs):
+        tic = time.perf_counter()
+        crops.epoch = epoch
+        model.train()
+        losses = []
+        with progress(len(loader), f"epoch {epoch + 1}/{cfg.epochs}", unit="steps", quiet=quiet) as advance:
+            for images, masks in loader:
+                optimizer.zero_grad(set_to_none=True)
+                loss = loss_fn(model(images.to(device)), masks.to(device))
+                loss.backward()
+                optimizer.step()
+                losses.append(loss.item())
+                advance(1)
+        scheduler.step()
+        metrics = {"epoch": epoch + 1, "loss": float(np.mean(losses)), "lr": optimizer.param_groups[0]["lr"],
+                   "seconds": time.perf_counter() - tic,
+                   **evaluate(model, val_tiles, cfg.class_names, device)}
+        history.append(metrics)
+        score = metrics["mean_iou_foreground"]
+        is_best = score > best or not (cfg.out / "best.pt").exists()
+        if is_best and not np.isnan(score):
+            best = score
+        metadata = ModelMetadata(
+            config=cfg.model, class_names=cfg.class_names, normalization=cfg.normalization,
+            tile_size=cfg.crop, package_version=__version__,
+            provenance={"training": cfg.to_dict(), "data": data_provenance, "epoch": epoch + 1,
+                        "validation": {k: v for k, v in metrics.items() if k.startswith(("iou", "dice"))}},
+        )
+        extra = {"epoch": epoch + 1, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                 "best_score": best, "history": history}
+        save_checkpoint(cfg.out / "last.pt", model, metadata, **extra)
+        if is_best:
+            save_checkpoint(cfg.out / "best.pt", model, metadata, **extra)
+        say(f"epoch {epoch + 1}/{cfg.epochs}: loss {metrics['loss']:.4f}, "
+            + ", ".join(f"{k} {metrics[k]:.3f}" for k in metrics if k.startswith(("iou_", "dice_")) and "background" not in k)
+            + f", {metrics['seconds']:.1f} s" + (" (best)" if is_best else ""))
+    return {"best_score": best, "history": history, "out": str(cfg.out)}
+
