@@ -37,3 +37,4 @@ def export(
 def main() -> None:
     """Entry point of ``ernet-export``."""
     app()
+

@@ -104,3 +104,4 @@ def infer(
 def main() -> None:
     """Entry point of ``ernet-infer``."""
     app()
+

@@ -58,7 +58,7 @@ class Normalization:
         out = np.asarray(data, dtype=np.float32) - np.float32(lo)
         span = hi - lo
         if span > 0:
-            out *= np.float32(1.0 / span)
+            out /= np.float32(span)  # divide, as the original does: bit-exact value / 255
         else:  # a constant frame carries no contrast
             out[...] = 0.0
         if self.clip:

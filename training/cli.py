@@ -105,3 +105,4 @@ def train_main() -> None:
 def simulate_main() -> None:
     """Entry point of ``ernet-simulate``."""
     simulate_app()
+

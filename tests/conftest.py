@@ -1,0 +1,54 @@
+"""Shared fixtures: tiny random-weight models, the real-data folder, CLI runners."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ernet.runtime.metadata import ModelConfig, ModelMetadata
+
+REPO = Path(__file__).resolve().parents[1]
+REAL_DATA = REPO.parent / "shared" / "data" / "er-real"
+TINY = ModelConfig(n_feats=8, n_resgroups=2, n_resblocks=2, reduction=4)
+
+
+def run_cli(command: str, *args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run an installed console script (e.g. ``ernet-infer``) as a user would."""
+    script = Path(sys.executable).parent / command
+    return subprocess.run(
+        [str(script), *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=600
+    )
+
+
+@pytest.fixture(scope="session")
+def real_data() -> Path:
+    if not any(REAL_DATA.glob("*_image.tif")):
+        pytest.skip(f"real ER frames not available at {REAL_DATA}")
+    return REAL_DATA
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A checkpoint in our format: random weights, full description."""
+    torch = pytest.importorskip("torch")
+    from ernet.training.checkpoint import save_checkpoint
+    from ernet.training.model import ERNet
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("tiny") / "tiny.pt"
+    save_checkpoint(path, ERNet(TINY), ModelMetadata(config=TINY, tile_size=64), epoch=0)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx(tiny_checkpoint: Path) -> Path:
+    """The tiny checkpoint exported to ONNX (tile size 64)."""
+    pytest.importorskip("onnx")
+    from ernet.export.onnx import export_checkpoint
+
+    path = tiny_checkpoint.with_suffix(".onnx")
+    export_checkpoint(tiny_checkpoint, path)
+    return path

@@ -1,0 +1,117 @@
+"""Acceptance 4: every bad input ends with one line naming the file, a non-zero exit
+and no output left behind."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+
+from conftest import run_cli
+from test_io import BAD_INPUTS
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in folder.iterdir()}
+
+
+def assert_one_error_line(done, *must_contain: str) -> None:  # noqa: ANN001
+    assert done.returncode != 0
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("error: ")
+    assert "Traceback" not in done.stdout + done.stderr
+    for text in must_contain:
+        assert text in lines[0]
+
+
+INPUT_CASES = ["missing", "not an image", "corrupt TIFF", "empty array", "1-D", "5-D"]
+
+
+@pytest.mark.parametrize("case", INPUT_CASES)
+def test_bad_input(case: str, tiny_onnx: Path, tmp_path: Path) -> None:
+    make, message = BAD_INPUTS[case]
+    path = make(tmp_path)
+    before = _snapshot(tmp_path)
+    done = run_cli("ernet-infer", path, "--model", tiny_onnx, "--provider", "cpu", "-q")
+    assert_one_error_line(done, str(path), message)
+    assert _snapshot(tmp_path) == before  # no output, no temporary file, input untouched
+
+
+def _not_onnx(d: Path) -> Path:
+    (d / "model.onnx").write_bytes(b"\x00garbage" * 100)
+    return d / "model.onnx"
+
+
+def _foreign_onnx(d: Path) -> Path:
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 4, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1, 4, 4])
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "other", [x], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=10)
+    onnx.save(model, d / "other.onnx")
+    return d / "other.onnx"
+
+
+MODEL_CASES: dict[str, tuple[Callable[[Path], Path], str]] = {
+    "missing model": (lambda d: d / "absent.onnx", "model file not found"),
+    "not ONNX": (_not_onnx, "not a loadable ONNX model"),
+    "not ERNet's ONNX": (_foreign_onnx, "not an ERNet model"),
+}
+
+
+@pytest.mark.parametrize("case", list(MODEL_CASES))
+def test_bad_model(case: str, tmp_path: Path) -> None:
+    frame = tmp_path / "frame.tif"
+    tifffile.imwrite(frame, np.zeros((32, 32), np.uint8))
+    model_dir = tmp_path / "models"
+    model_dir.mkdir()
+    make, message = MODEL_CASES[case]
+    model = make(model_dir)
+    done = run_cli("ernet-infer", frame, "--model", model, "--provider", "cpu", "-q")
+    assert_one_error_line(done, str(model), message)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["frame.tif", "models"]
+
+
+def test_outputs_are_never_overwritten_without_asking(tiny_onnx: Path, tmp_path: Path) -> None:
+    frame = tmp_path / "cell.tif"
+    tifffile.imwrite(frame, np.zeros((32, 32), np.uint8))
+    existing = tmp_path / "cell_mask.tif"
+    existing.write_bytes(b"earlier result")
+    done = run_cli("ernet-infer", frame, "--model", tiny_onnx, "--provider", "cpu", "-q")
+    assert_one_error_line(done, str(existing), "--overwrite")
+    assert existing.read_bytes() == b"earlier result"
+    done = run_cli("ernet-infer", frame, "--model", tiny_onnx, "--provider", "cpu", "-q", "--overwrite")
+    assert done.returncode == 0, done.stderr
+    assert tifffile.imread(existing).shape == (32, 32)
+
+
+def test_an_input_is_never_an_output(tiny_onnx: Path, tmp_path: Path) -> None:
+    a, a_mask = tmp_path / "a.tif", tmp_path / "a_mask.tif"
+    tifffile.imwrite(a, np.zeros((16, 16), np.uint8))
+    tifffile.imwrite(a_mask, np.ones((16, 16), np.uint8))
+    before = _snapshot(tmp_path)
+    done = run_cli("ernet-infer", a, a_mask, "--model", tiny_onnx, "--provider", "cpu", "-q", "--overwrite")
+    assert_one_error_line(done, "would overwrite an input")
+    assert _snapshot(tmp_path) == before
+
+
+def test_unavailable_provider_is_refused_not_faked(tiny_onnx: Path, tmp_path: Path) -> None:
+    from ernet.runtime.backends.onnxruntime import OnnxRuntimeBackend
+
+    try:
+        OnnxRuntimeBackend(tiny_onnx, "cuda")
+    except Exception:
+        pass
+    else:
+        pytest.skip("CUDA really runs here")
+    frame = tmp_path / "f.tif"
+    tifffile.imwrite(frame, np.zeros((16, 16), np.uint8))
+    done = run_cli("ernet-infer", frame, "--model", tiny_onnx, "--provider", "cuda", "-q")
+    assert_one_error_line(done, "provider 'cuda' cannot run here")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.tif"]
