@@ -69,16 +69,17 @@ def _load(source: Path, normalization: Normalization) -> tuple[list[Sample], lis
 
 def split_samples(cfg: TrainConfig) -> tuple[list[Sample], list[Sample], dict[str, Any]]:
     """Training and validation samples, and the provenance of both."""
-    train, train_files = _load(cfg.data, cfg.normalization)
+    train, files = _load(cfg.data, cfg.normalization)
+    provenance: dict[str, Any] = {"source": str(cfg.data), "files": files}
     if cfg.val_data is not None:
         val, val_files = _load(cfg.val_data, cfg.normalization)
+        provenance.update(validation_source=str(cfg.val_data), validation_files=val_files)
     else:
         n_val = int(round(len(train) * cfg.val_fraction))
         if n_val == 0 or n_val >= len(train):
             raise InputError(f"{cfg.data}: {len(train)} samples cannot be split for validation; pass --val-data")
-        train, val, val_files = train[:-n_val], train[-n_val:], []
-    provenance = {"train": train_files, "validation": val_files or "held out from train",
-                  "train_samples": [s.name for s in train], "validation_samples": [s.name for s in val]}
+        train, val = train[:-n_val], train[-n_val:]
+    provenance.update(train_samples=[s.name for s in train], validation_samples=[s.name for s in val])
     return train, val, provenance
 
 

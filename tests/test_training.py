@@ -1,0 +1,125 @@
+"""Training data, the restricted unpickler, checkpoints, resume and determinism."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+
+torch = pytest.importorskip("torch")
+
+from ernet.runtime.errors import InputError  # noqa: E402
+from ernet.runtime.preprocess import Normalization  # noqa: E402
+from ernet.training.checkpoint import load_checkpoint  # noqa: E402
+from ernet.training.data import RandomCrops, find_pairs, load_legacy_pickle, load_samples  # noqa: E402
+from ernet.training.synthetic import SyntheticConfig, generate_stack  # noqa: E402
+from ernet.training.train import TrainConfig, scores, confusion, train  # noqa: E402
+
+from conftest import TINY  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("data")
+    for i in range(5):
+        frame = generate_stack(1, seed=i, config=SyntheticConfig(height=72, width=90))[0]
+        tifffile.imwrite(folder / f"f{i}_image.tif", frame.image)
+        tifffile.imwrite(folder / f"f{i}_mask.tif", frame.mask)
+    (folder / "README.txt").write_text("not data")
+    return folder
+
+
+def test_pairs_by_suffix_and_by_subfolder(dataset: Path, tmp_path: Path) -> None:
+    assert [p[0].name for p in find_pairs(dataset)] == [f"f{i}_image.tif" for i in range(5)]
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    from PIL import Image
+
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "images" / "a.png")
+    Image.fromarray(np.ones((8, 8), np.uint8)).save(tmp_path / "masks" / "a.png")
+    (sample,) = load_samples(tmp_path, Normalization())
+    assert sample.image.shape == (1, 8, 8) and sample.mask.dtype == np.int64 and sample.mask.all()
+    with pytest.raises(InputError, match="no image/mask pairs"):
+        find_pairs(tmp_path / "images")
+
+
+def test_crops_are_deterministic_and_augmented(dataset: Path) -> None:
+    samples = load_samples(dataset, Normalization())
+    crops = RandomCrops(samples, crop=48, length=6, seed=4)
+    first = [crops[i] for i in range(6)]
+    again = [crops[i] for i in range(6)]
+    for (a, am), (b, bm) in zip(first, again):
+        assert torch.equal(a, b) and torch.equal(am, bm)
+    assert first[0][0].shape == (1, 48, 48) and first[0][1].shape == (48, 48)
+    crops.epoch = 1
+    assert not torch.equal(crops[0][0], first[0][0])
+    small = RandomCrops(samples, crop=128, length=1)  # frames smaller than the crop are padded
+    assert small[0][0].shape == (1, 128, 128)
+
+
+def test_legacy_pickle_admits_arrays_only(tmp_path: Path) -> None:
+    pairs = [(np.full((16, 16), 200, np.uint8), np.ones((16, 16), np.uint8)) for _ in range(3)]
+    (tmp_path / "crops.pkl").write_bytes(pickle.dumps(pairs))
+    samples = load_legacy_pickle(tmp_path / "crops.pkl", Normalization.original())
+    assert len(samples) == 3 and samples[0].image.shape == (1, 16, 16)
+    np.testing.assert_allclose(samples[0].image, 200 / 255)
+
+    class Payload:
+        def __reduce__(self):  # noqa: ANN204
+            return (Path.touch, (tmp_path / "pwned",))
+
+    (tmp_path / "evil.pkl").write_bytes(pickle.dumps([(Payload(), np.zeros((2, 2)))]))
+    with pytest.raises(InputError, match="refusing to load pathlib"):
+        load_legacy_pickle(tmp_path / "evil.pkl", Normalization())
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_scores_from_confusion() -> None:
+    truth = torch.tensor([0, 0, 1, 1, 1, 0])
+    pred = torch.tensor([0, 1, 1, 1, 0, 0])
+    s = scores(confusion(pred, truth, 2), ("background", "ER"))
+    assert s["iou_ER"] == pytest.approx(2 / 4) and s["dice_ER"] == pytest.approx(4 / 6)
+    assert s["iou_background"] == pytest.approx(2 / 4)
+
+
+def _config(dataset: Path, out: Path, epochs: int, resume: Path | None = None) -> TrainConfig:
+    return TrainConfig(data=dataset, out=out, model=TINY, epochs=epochs, steps_per_epoch=2, batch_size=2,
+                       crop=48, lr=1e-3, lr_step=1, seed=11, device="cpu", resume=resume)
+
+
+def test_checkpoints_carry_everything_and_training_is_deterministic(dataset: Path, tmp_path: Path) -> None:
+    summary = train(_config(dataset, tmp_path / "a", epochs=2), quiet=True)
+    loaded = load_checkpoint(tmp_path / "a" / "last.pt")
+    meta = loaded.metadata
+    assert meta.config == TINY and meta.tile_size == 48 and meta.class_names == ("background", "ER")
+    assert meta.normalization == Normalization()
+    training = meta.provenance["training"]
+    assert training["seed"] == 11 and training["crop"] == 48 and training["lr"] == 1e-3
+    data = meta.provenance["data"]
+    assert len(data["files"]) == 10 and all(len(f["sha256"]) == 64 for f in data["files"])
+    assert data["train_samples"] == ["f0", "f1", "f2", "f3"] and data["validation_samples"] == ["f4"]
+    assert {"iou_ER", "dice_ER", "iou_background"} <= meta.provenance["validation"].keys()
+    assert loaded.raw["epoch"] == 2 and (tmp_path / "a" / "best.pt").is_file()
+    assert loaded.raw["scheduler"]["last_epoch"] == 2  # lr halved after each of the 2 epochs
+    # same seed, same result
+    again = train(_config(dataset, tmp_path / "b", epochs=2), quiet=True)
+    assert [h["loss"] for h in again["history"]] == [h["loss"] for h in summary["history"]]
+
+
+def test_resume_continues_where_it_stopped(dataset: Path, tmp_path: Path) -> None:
+    full = train(_config(dataset, tmp_path / "full", epochs=3), quiet=True)
+    train(_config(dataset, tmp_path / "part", epochs=2), quiet=True)
+    resumed = train(_config(dataset, tmp_path / "part", epochs=3, resume=tmp_path / "part" / "last.pt"), quiet=True)
+    assert len(resumed["history"]) == 3
+    np.testing.assert_allclose([h["loss"] for h in resumed["history"]], [h["loss"] for h in full["history"]], rtol=1e-5)
+
+
+def test_train_cli_reports_bad_data_in_one_line(tmp_path: Path) -> None:
+    from conftest import run_cli
+
+    done = run_cli("ernet-train", tmp_path / "nowhere", "-o", tmp_path / "out")
+    assert done.returncode != 0
+    assert done.stderr.strip().splitlines() == [f"error: {tmp_path / 'nowhere'}: data folder not found"]
