@@ -1,0 +1,68 @@
+# Every target creates or reuses the local virtual environment: a fresh clone needs
+# only Python 3.10+ and make.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+BUILD  ?= build
+STAMP  := $(VENV)/.installed
+
+# make train: a CPU-sized run on generated data; override with TRAIN_ARGS="...".
+TRAIN_DATA ?= $(BUILD)/synthetic
+TRAIN_ARGS ?= --epochs 8 --steps-per-epoch 50 --batch-size 4 --crop 128 --lr 1e-3 --lr-step 4 \
+              --features 16 --groups 2 --blocks 2 --reduction 4
+CHECKPOINT ?= $(BUILD)/train/best.pt
+MODEL      ?= $(BUILD)/model.onnx
+DEFAULT_MODEL := runtime/models/default.onnx
+# The demo uses the embedded default model when the package has one, else `make export`'s.
+DEMO_MODEL := $(if $(wildcard $(DEFAULT_MODEL)),$(DEFAULT_MODEL),$(MODEL))
+
+.PHONY: install test test-all demo train export bench lint clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	# torch first, pinned: on this machine it is the CPU build on disk; with it
+	# installed, the extras' torch==2.13.0 never pulls a CUDA build.
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e '.[train,export,dev]'
+	touch $@
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow"
+
+test-all: $(STAMP)
+	$(BIN)/python -m pytest
+
+$(TRAIN_DATA)/.done: $(STAMP)
+	$(BIN)/ernet-simulate $(TRAIN_DATA) --count 48 --size 256x256 --seed 0
+	touch $@
+
+$(CHECKPOINT): $(TRAIN_DATA)/.done
+	$(BIN)/ernet-train $(TRAIN_DATA) --out $(dir $(CHECKPOINT)) $(TRAIN_ARGS)
+
+$(MODEL): $(CHECKPOINT)
+	$(BIN)/ernet-export $(CHECKPOINT) --output $@ --overwrite
+
+train: $(CHECKPOINT)
+
+export: $(MODEL)
+
+$(BUILD)/demo/sample_image.tif: $(STAMP)
+	$(BIN)/ernet-simulate $(BUILD)/demo --count 1 --frames 10 --size 512x512 --seed 7
+	mv $(BUILD)/demo/synthetic_0000_image.tif $@
+	mv $(BUILD)/demo/synthetic_0000_mask.tif $(BUILD)/demo/sample_truth.tif
+
+demo: $(STAMP) $(BUILD)/demo/sample_image.tif $(DEMO_MODEL)
+	$(BIN)/ernet-infer $(BUILD)/demo/sample_image.tif --model $(DEMO_MODEL) --overwrite
+
+bench: $(STAMP) $(DEMO_MODEL)
+	$(BIN)/ernet-bench --model $(DEMO_MODEL) --out $(BUILD)/bench
+
+lint: $(STAMP)
+	$(BIN)/ruff check runtime training export benchmarks tests
+	$(BIN)/mypy runtime
+
+clean:
+	rm -rf $(BUILD)
