@@ -62,7 +62,7 @@ bench: $(STAMP) $(DEMO_MODEL)
 
 lint: $(STAMP)
 	$(BIN)/ruff check runtime training export benchmarks tests
-	$(BIN)/mypy runtime
+	$(BIN)/mypy runtime training export benchmarks
 
 clean:
 	rm -rf $(BUILD)

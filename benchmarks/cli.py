@@ -15,11 +15,10 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import numpy as np
 import typer
-
 from ernet.runtime import Segmenter, __version__
 from ernet.runtime.errors import ErnetError
 from ernet.runtime.io import atomic_output
@@ -54,17 +53,30 @@ def machine() -> dict[str, Any]:
     cpu = platform.processor()
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.exists():
-        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if line.startswith("model name")]
+        names = [
+            line.split(":", 1)[1].strip()
+            for line in cpuinfo.read_text().splitlines()
+            if line.startswith("model name")
+        ]
         cpu = names[0] if names else cpu
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "numpy": np.__version__,
-            "onnxruntime": onnxruntime.__version__, "ernet": __version__, "platform": platform.platform()}
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "ernet": __version__,
+        "platform": platform.platform(),
+    }
 
 
 def bench_frame(seg: Segmenter, height: int, width: int, repeats: int) -> dict[str, Any]:
     """End-to-end ``segment`` latency vs the raw model on the same tiles."""
     frame = np.random.default_rng(0).integers(0, 255, (height, width), dtype=np.uint8)
     grid = TileGrid.plan(height, width, seg.tile, seg.overlap)
-    tiles = np.zeros((len(grid), seg.metadata.config.in_channels, grid.tile_height, grid.tile_width), np.float32)
+    tiles = np.zeros(
+        (len(grid), seg.metadata.config.in_channels, grid.tile_height, grid.tile_width), np.float32
+    )
 
     def raw() -> None:
         for first in range(0, len(tiles), seg.batch):
@@ -73,35 +85,47 @@ def bench_frame(seg: Segmenter, height: int, width: int, repeats: int) -> dict[s
     end_to_end = summary(timings(lambda: seg.segment(frame), repeats))
     model = summary(timings(raw, repeats))
     mpix = height * width / 1e6
-    return {"frame": f"{height}x{width}", "tiles": len(grid), "end_to_end": end_to_end, "model": model,
-            "mpix_per_s": mpix / end_to_end["median_s"],
-            "overhead": end_to_end["median_s"] / model["median_s"] - 1}
+    return {
+        "frame": f"{height}x{width}",
+        "tiles": len(grid),
+        "end_to_end": end_to_end,
+        "model": model,
+        "mpix_per_s": mpix / end_to_end["median_s"],
+        "overhead": end_to_end["median_s"] / model["median_s"] - 1,
+    }
 
 
 def markdown(result: dict[str, Any]) -> str:
     """The results as a Markdown table with the machine description."""
     m = result["machine"]
-    lines = [f"Machine: {m['cpu']}, {m['cores']} cores; onnxruntime {m['onnxruntime']}; "
-             f"provider {result['provider']}; tile {result['tile']}, overlap {result['overlap']}, "
-             f"batch {result['batch']}; {result['repeats']} repeats after warm-up.", "",
-             "| frame | tiles | end-to-end median (p95) s | model median s | MPix/s | overhead vs model |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        f"Machine: {m['cpu']}, {m['cores']} cores; onnxruntime {m['onnxruntime']}; "
+        f"provider {result['provider']}; tile {result['tile']}, overlap {result['overlap']}, "
+        f"batch {result['batch']}; {result['repeats']} repeats after warm-up.",
+        "",
+        "| frame | tiles | end-to-end median (p95) s | model median s | MPix/s | overhead vs model |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in result["frames"]:
         e, mo = r["end_to_end"], r["model"]
-        lines.append(f"| {r['frame']} | {r['tiles']} | {e['median_s']:.3f} ({e['p95_s']:.3f}) | "
-                     f"{mo['median_s']:.3f} | {r['mpix_per_s']:.2f} | {r['overhead']:+.1%} |")
+        lines.append(
+            f"| {r['frame']} | {r['tiles']} | {e['median_s']:.3f} ({e['p95_s']:.3f}) | "
+            f"{mo['median_s']:.3f} | {r['mpix_per_s']:.2f} | {r['overhead']:+.1%} |"
+        )
     return "\n".join(lines) + "\n"
 
 
 @app.command()
 def bench(
-    model: Annotated[Optional[Path], typer.Option("--model", "-m", help="ERNet ONNX model; default: the embedded one.")] = None,
+    model: Annotated[
+        Path | None, typer.Option("--model", "-m", help="ERNet ONNX model; default: the embedded one.")
+    ] = None,
     provider: Annotated[str, typer.Option(help="auto|cpu|cuda|tensorrt")] = "auto",
     sizes: Annotated[str, typer.Option(help="Comma-separated HEIGHTxWIDTH frames.")] = "512x512,1040x1392",
-    tile: Annotated[Optional[int], typer.Option(help="Tile size; default: the model's.")] = None,
+    tile: Annotated[int | None, typer.Option(help="Tile size; default: the model's.")] = None,
     batch: int = 4,
     repeats: int = 5,
-    out: Annotated[Optional[Path], typer.Option(help="Folder for results.json and results.md.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Folder for results.json and results.md.")] = None,
 ) -> None:
     """Time single-frame segmentation through the embeddable API."""
     try:
@@ -110,9 +134,16 @@ def bench(
     except (ErnetError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise typer.Exit(1) from None
-    result = {"machine": machine(), "model": str(seg.model_path), "provider": seg.backend.description,
-              "tile": seg.tile, "overlap": seg.overlap, "batch": seg.batch, "repeats": repeats,
-              "frames": [bench_frame(seg, h, w, repeats) for h, w in shapes]}
+    result = {
+        "machine": machine(),
+        "model": str(seg.model_path),
+        "provider": seg.backend.description,
+        "tile": seg.tile,
+        "overlap": seg.overlap,
+        "batch": seg.batch,
+        "repeats": repeats,
+        "frames": [bench_frame(seg, h, w, repeats) for h, w in shapes],
+    }
     table = markdown(result)
     print(table)
     if out is not None:

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
-
 from ernet.runtime.errors import ErnetError
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
@@ -18,7 +17,9 @@ def export(
     checkpoint: Annotated[Path, typer.Argument(help="Checkpoint (ours or a published ERNet one).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="ONNX file to write.")] = Path("model.onnx"),
     opset: Annotated[int, typer.Option(help="ONNX opset, 18-20.")] = 18,
-    tile_size: Annotated[Optional[int], typer.Option(help="Override the tile size recorded in the model.")] = None,
+    tile_size: Annotated[
+        int | None, typer.Option(help="Override the tile size recorded in the model.")
+    ] = None,
     overwrite: bool = False,
 ) -> None:
     """Export CHECKPOINT to ONNX and verify it against PyTorch before writing."""
@@ -37,4 +38,3 @@ def export(
 def main() -> None:
     """Entry point of ``ernet-export``."""
     app()
-

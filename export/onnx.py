@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import onnx
 import torch
-
 from ernet.runtime import __version__
 from ernet.runtime.backends.onnxruntime import INPUT_NAME, OUTPUT_NAME, OnnxRuntimeBackend
 from ernet.runtime.errors import ErnetError
@@ -45,8 +44,10 @@ class ParityResult:
 
     def __str__(self) -> str:
         status = "ok" if self.within_tolerance else "FAILED"
-        return (f"parity {'x'.join(map(str, self.shape))}: max |dlogits| {self.max_abs_diff:.2e}, "
-                f"argmax agreement {self.argmax_agreement:.4%} [{status}]")
+        return (
+            f"parity {'x'.join(map(str, self.shape))}: max |dlogits| {self.max_abs_diff:.2e}, "
+            f"argmax agreement {self.argmax_agreement:.4%} [{status}]"
+        )
 
 
 def to_onnx_proto(model: ERNet, metadata: ModelMetadata, opset: int = 18) -> onnx.ModelProto:
@@ -59,11 +60,17 @@ def to_onnx_proto(model: ERNet, metadata: ModelMetadata, opset: int = 18) -> onn
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         program = torch.onnx.export(
-            model.eval(), (sample,), dynamo=True, opset_version=opset,
-            input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+            model.eval(),
+            (sample,),
+            dynamo=True,
+            opset_version=opset,
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
             dynamic_shapes={"image": {0: "batch", 2: "height", 3: "width"}},
-            external_data=False, verbose=False,
+            external_data=False,
+            verbose=False,
         )
+    assert program is not None  # the dynamo exporter always returns its program
     proto = program.model_proto
     onnx.helper.set_model_props(proto, metadata.to_props())
     proto.producer_name, proto.producer_version = "ernet-export", __version__
@@ -82,16 +89,23 @@ def check_parity(model: ERNet, onnx_path: Path, seed: int = 0) -> list[ParityRes
             expected = model(torch.from_numpy(batch)).numpy()
         actual = backend.run(batch)
         diff = np.abs(actual - expected)
-        results.append(ParityResult(
-            (n, model.config.in_channels, h, w), float(diff.max()),
-            float((actual.argmax(1) == expected.argmax(1)).mean()),
-            bool((diff <= ATOL + RTOL * np.abs(expected)).all()),
-        ))
+        results.append(
+            ParityResult(
+                (n, model.config.in_channels, h, w),
+                float(diff.max()),
+                float((actual.argmax(1) == expected.argmax(1)).mean()),
+                bool((diff <= ATOL + RTOL * np.abs(expected)).all()),
+            )
+        )
     return results
 
 
 def export_checkpoint(
-    checkpoint: Path, output: Path, *, opset: int = 18, tile_size: int | None = None,
+    checkpoint: Path,
+    output: Path,
+    *,
+    opset: int = 18,
+    tile_size: int | None = None,
     overwrite: bool = False,
 ) -> list[ParityResult]:
     """Export ``checkpoint`` to ``output``; the file appears only if parity holds."""
@@ -109,6 +123,8 @@ def export_checkpoint(
         results = check_parity(loaded.model, tmp)
         failed = [r for r in results if not r.within_tolerance]
         if failed:
-            raise ParityError(f"{output}: ONNX does not match PyTorch: {failed[0]} "
-                              f"(tolerance atol {ATOL:g} + rtol {RTOL:g})")
+            raise ParityError(
+                f"{output}: ONNX does not match PyTorch: {failed[0]} "
+                f"(tolerance atol {ATOL:g} + rtol {RTOL:g})"
+            )
     return results

@@ -5,13 +5,13 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import numpy as np
 import typer
 
 from .backends import PROVIDER_CHOICES
-from .errors import ErnetError, OutputError
+from .errors import ErnetError, OutputError, first_line
 from .io import read_image, write_mask
 from .progress import progress
 from .segmenter import Segmenter
@@ -35,7 +35,7 @@ def plan_outputs(inputs: list[Path], out_dir: Path | None, overwrite: bool) -> l
     sources = {p.resolve() for p in inputs}
     outputs = [mask_path(p, out_dir) for p in inputs]
     seen: set[Path] = set()
-    for source, target in zip(inputs, outputs):
+    for source, target in zip(inputs, outputs, strict=True):
         resolved = target.resolve()
         if resolved in sources:
             raise OutputError(f"{target}: output for {source} would overwrite an input")
@@ -49,12 +49,20 @@ def plan_outputs(inputs: list[Path], out_dir: Path | None, overwrite: bool) -> l
 
 @app.command()
 def infer(
-    inputs: Annotated[list[Path], typer.Argument(help="Images (TIFF, PNG, JPG) or TIFF stacks.", show_default=False)],
-    model: Annotated[Optional[Path], typer.Option("--model", "-m", help="ERNet ONNX model; default: the embedded one.")] = None,
-    provider: Annotated[str, typer.Option(help=f"Execution provider: {'|'.join(PROVIDER_CHOICES)}.")] = "auto",
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output folder; default: beside each input.")] = None,
-    tile: Annotated[Optional[int], typer.Option(help="Tile size; default: the model's training crop.")] = None,
-    overlap: Annotated[Optional[int], typer.Option(help="Tile overlap in pixels; default: tile / 4.")] = None,
+    inputs: Annotated[
+        list[Path], typer.Argument(help="Images (TIFF, PNG, JPG) or TIFF stacks.", show_default=False)
+    ],
+    model: Annotated[
+        Path | None, typer.Option("--model", "-m", help="ERNet ONNX model; default: the embedded one.")
+    ] = None,
+    provider: Annotated[
+        str, typer.Option(help=f"Execution provider: {'|'.join(PROVIDER_CHOICES)}.")
+    ] = "auto",
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Output folder; default: beside each input.")
+    ] = None,
+    tile: Annotated[int | None, typer.Option(help="Tile size; default: the model's training crop.")] = None,
+    overlap: Annotated[int | None, typer.Option(help="Tile overlap in pixels; default: tile / 4.")] = None,
     batch: Annotated[int, typer.Option(help="Tiles per model call.")] = 4,
     overwrite: Annotated[bool, typer.Option(help="Replace existing outputs.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
@@ -69,13 +77,15 @@ def infer(
     if not quiet:
         for name, reason in segmenter.backend.fallbacks:
             print(f"note: provider {name} not used: {reason}", file=sys.stderr)
-        print(f"model: {segmenter.model_path} on {segmenter.backend.description}"
-              f" (tile {segmenter.tile}, overlap {segmenter.overlap}, batch {segmenter.batch})",
-              file=sys.stderr)
+        print(
+            f"model: {segmenter.model_path} on {segmenter.backend.description}"
+            f" (tile {segmenter.tile}, overlap {segmenter.overlap}, batch {segmenter.batch})",
+            file=sys.stderr,
+        )
     failures = frames = 0
     pixels = 0
     start = time.perf_counter()
-    for source, target in zip(inputs, outputs):
+    for source, target in zip(inputs, outputs, strict=True):
         try:
             image = read_image(source)
             mask = np.empty(image.data.shape, np.uint8)
@@ -89,14 +99,20 @@ def infer(
             fail(str(exc))
             failures += 1
             continue
+        except (OSError, RuntimeError, MemoryError) as exc:  # disk full, model runtime failure
+            fail(f"{source}: {type(exc).__name__}: {first_line(exc)}")
+            failures += 1
+            continue
         frames += image.n_frames
         pixels += image.data.size
         if not quiet:
             print(f"wrote {target}", file=sys.stderr)
     elapsed = time.perf_counter() - start
     mpix = pixels / 1e6
-    print(f"{frames} frames, {mpix:.2f} MPix in {elapsed:.2f} s: {mpix / max(elapsed, 1e-9):.2f} MPix/s "
-          f"on {segmenter.backend.description}" + (f"; {failures} input(s) failed" if failures else ""))
+    print(
+        f"{frames} frames, {mpix:.2f} MPix in {elapsed:.2f} s: {mpix / max(elapsed, 1e-9):.2f} MPix/s "
+        f"on {segmenter.backend.description}" + (f"; {failures} input(s) failed" if failures else "")
+    )
     if failures:
         raise typer.Exit(1)
 
@@ -104,4 +120,3 @@ def infer(
 def main() -> None:
     """Entry point of ``ernet-infer``."""
     app()
-

@@ -1,6 +1,12 @@
 """User-facing errors: each message names the file and the problem in one line."""
 
 
+def first_line(exc: BaseException) -> str:
+    """An exception's message reduced to one line (its type name when it has none)."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
 class ErnetError(Exception):
     """Base class of errors reported to the user as a single line."""
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
-from .errors import InputError, OutputError
+from .errors import InputError, OutputError, first_line
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 PILLOW_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
@@ -63,9 +63,7 @@ def read_image(path: Path | str) -> Image:
     elif suffix in PILLOW_SUFFIXES:
         image = _read_pillow(path)
     else:
-        raise InputError(
-            f"{path}: unsupported file type '{suffix}' (use {', '.join(SUPPORTED_SUFFIXES)})"
-        )
+        raise InputError(f"{path}: unsupported file type '{suffix}' (use {', '.join(SUPPORTED_SUFFIXES)})")
     _validate(image)
     return image
 
@@ -88,7 +86,7 @@ def _read_tiff(path: Path) -> Image:
     except InputError:
         raise
     except Exception as exc:  # tifffile raises many types for damaged files
-        raise InputError(f"{path}: not a readable TIFF ({_reason(exc)})") from None
+        raise InputError(f"{path}: not a readable TIFF ({first_line(exc)})") from None
     if "S" in axes:  # RGB(A) samples: use luminance, ERNet sees one channel
         data, axes = _samples_to_gray(data, axes)
     return Image(path, data, axes, resolution, int(unit_tag) if unit_tag else None, unit)
@@ -103,7 +101,7 @@ def _read_pillow(path: Path) -> Image:
                 im = im.convert("L")
             data = np.asarray(im)
     except Exception as exc:
-        raise InputError(f"{path}: not a readable image ({_reason(exc)})") from None
+        raise InputError(f"{path}: not a readable image ({first_line(exc)})") from None
     return Image(path, data, "YX")
 
 
@@ -140,11 +138,6 @@ def _rational(value: object) -> float:
         num, den = value
         return float(num) / float(den) if den else 0.0
     return float(value)  # type: ignore[arg-type]
-
-
-def _reason(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
 
 
 @contextmanager
@@ -187,6 +180,10 @@ def write_mask(path: Path, mask: np.ndarray, like: Image, *, overwrite: bool = F
         metadata["unit"] = like.unit
     with atomic_output(path) as tmp:
         tifffile.imwrite(
-            tmp, mask.astype(np.uint8, copy=False), imagej=imagej, metadata=metadata,
-            photometric="minisblack", **kwargs,  # type: ignore[arg-type]
+            tmp,
+            mask.astype(np.uint8, copy=False),
+            imagej=imagej,
+            metadata=metadata,
+            photometric="minisblack",
+            **kwargs,  # type: ignore[arg-type]
         )

@@ -62,9 +62,7 @@ class ModelMetadata:
 
     def __post_init__(self) -> None:
         if len(self.class_names) != self.config.n_classes:
-            raise ValueError(
-                f"{len(self.class_names)} class names for {self.config.n_classes} classes"
-            )
+            raise ValueError(f"{len(self.class_names)} class names for {self.config.n_classes} classes")
         if self.tile_size < 1:
             raise ValueError("tile size must be positive")
 

@@ -49,9 +49,7 @@ class Normalization:
         lo, hi = np.percentile(np.asarray(data, dtype=np.float32), (self.low, self.high))
         return float(lo), float(hi)
 
-    def apply(
-        self, data: np.ndarray, value_range: tuple[float, float] | None = None
-    ) -> np.ndarray:
+    def apply(self, data: np.ndarray, value_range: tuple[float, float] | None = None) -> np.ndarray:
         """Normalise ``data`` to float32; the range defaults to ``data``'s own."""
         lo, hi = value_range if value_range is not None else self.value_range(data)
         # Convert before any arithmetic: uint16 differences would wrap around.

@@ -56,7 +56,9 @@ class Segmenter:
         self.tile = tile or self.metadata.tile_size
         self.overlap = self.tile // 4 if overlap is None else overlap
         if self.tile < 1 or not 0 <= self.overlap < self.tile:
-            raise ValueError(f"need tile >= 1 and 0 <= overlap < tile (tile {self.tile}, overlap {self.overlap})")
+            raise ValueError(
+                f"need tile >= 1 and 0 <= overlap < tile (tile {self.tile}, overlap {self.overlap})"
+            )
         if batch < 1:
             raise ValueError("batch must be at least 1")
         self.batch = batch
@@ -65,9 +67,7 @@ class Segmenter:
     def normalization(self) -> Normalization:
         return self.metadata.normalization
 
-    def predict_logits(
-        self, frame: np.ndarray, value_range: tuple[float, float] | None = None
-    ) -> np.ndarray:
+    def predict_logits(self, frame: np.ndarray, value_range: tuple[float, float] | None = None) -> np.ndarray:
         """Class logits (K x H x W float32) of one H x W frame (C x H x W for C > 1 channels).
 
         ``value_range`` fixes the normalisation range (e.g. one computed over a whole
@@ -78,13 +78,15 @@ class Segmenter:
         if image.ndim == 2 and channels == 1:
             image = image[None]
         if image.ndim != 3 or image.shape[0] != channels:
-            raise InputError(
-                f"frame of shape {np.shape(frame)} does not fit a {channels}-channel model"
-            )
+            raise InputError(f"frame of shape {np.shape(frame)} does not fit a {channels}-channel model")
         normalized = self.normalization.apply(image, value_range)
         return tiled_logits(
-            normalized, self.backend.run, self.metadata.config.n_classes,
-            self.tile, self.overlap, self.batch,
+            normalized,
+            self.backend.run,
+            self.metadata.config.n_classes,
+            self.tile,
+            self.overlap,
+            self.batch,
         )
 
     def segment(self, frame: np.ndarray, value_range: tuple[float, float] | None = None) -> np.ndarray:

@@ -106,10 +106,9 @@ def tiled_logits(
         logits = run_batch(np.ascontiguousarray(tiles))
         if logits.shape != (len(chunk), n_classes, th, tw):
             raise ValueError(
-                f"model returned logits of shape {logits.shape}, "
-                f"expected {(len(chunk), n_classes, th, tw)}"
+                f"model returned logits of shape {logits.shape}, expected {(len(chunk), n_classes, th, tw)}"
             )
-        for (y, x), tile_logits in zip(chunk, logits):
+        for (y, x), tile_logits in zip(chunk, logits, strict=True):
             out[:, y : y + th, x : x + tw] += tile_logits * weight
             weight_sum[y : y + th, x : x + tw] += weight
     out /= weight_sum

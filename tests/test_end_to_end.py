@@ -11,29 +11,65 @@ import tifffile
 pytest.importorskip("torch")
 pytest.importorskip("onnx")
 
-from ernet.runtime import Segmenter  # noqa: E402
-
 from conftest import run_cli  # noqa: E402
+from ernet.runtime import Segmenter  # noqa: E402
 
 
 def test_train_export_infer(tmp_path: Path) -> None:
     data, stacks, out = tmp_path / "data", tmp_path / "stacks", tmp_path / "masks"
     done = run_cli("ernet-simulate", data, "--count", "4", "--size", "80x96", "--seed", "1")
     assert done.returncode == 0, done.stderr
-    done = run_cli("ernet-train", data, "-o", tmp_path / "run", "--epochs", "2", "--steps-per-epoch", "2",
-                   "--crop", "48", "--features", "8", "--groups", "1", "--blocks", "2", "--reduction", "4",
-                   "--val-fraction", "0.25", "--device", "cpu")
+    done = run_cli(
+        "ernet-train",
+        data,
+        "-o",
+        tmp_path / "run",
+        "--epochs",
+        "2",
+        "--steps-per-epoch",
+        "2",
+        "--crop",
+        "48",
+        "--features",
+        "8",
+        "--groups",
+        "1",
+        "--blocks",
+        "2",
+        "--reduction",
+        "4",
+        "--val-fraction",
+        "0.25",
+        "--device",
+        "cpu",
+    )
     assert done.returncode == 0, done.stderr
     assert "best validation foreground IoU" in done.stdout
     model = tmp_path / "model.onnx"
     done = run_cli("ernet-export", tmp_path / "run" / "best.pt", "-o", model)
     assert done.returncode == 0, done.stderr
-    done = run_cli("ernet-simulate", stacks, "--count", "1", "--frames", "6", "--size", "130x70", "--bit-depth", "16")
+    done = run_cli(
+        "ernet-simulate", stacks, "--count", "1", "--frames", "6", "--size", "130x70", "--bit-depth", "16"
+    )
     assert done.returncode == 0, done.stderr
     stack = stacks / "synthetic_0000_image.tif"
 
-    done = run_cli("ernet-infer", stack, "--model", model, "--out", out, "--provider", "cpu",
-                   "--tile", "48", "--overlap", "12", "--batch", "3")
+    done = run_cli(
+        "ernet-infer",
+        stack,
+        "--model",
+        model,
+        "--out",
+        out,
+        "--provider",
+        "cpu",
+        "--tile",
+        "48",
+        "--overlap",
+        "12",
+        "--batch",
+        "3",
+    )
     assert done.returncode == 0, done.stderr
     assert "onnxruntime/CPUExecutionProvider" in done.stderr  # the provider that ran is printed
     assert "6 frames" in done.stdout and "MPix/s" in done.stdout
@@ -74,3 +110,16 @@ def test_large_frame_is_tiled_close_to_whole_frame(tiny_onnx: Path) -> None:
     frame = np.random.default_rng(2).integers(0, 255, (150, 170), dtype=np.uint8)
     whole = seg.backend.run(seg.normalization.apply(frame)[None, None])[0].argmax(0)
     assert (seg.segment(frame) == whole).mean() > 0.9
+
+
+def test_float_input_through_the_cli(tiny_onnx: Path, tmp_path: Path) -> None:
+    frame = np.random.default_rng(3).normal(100.0, 20.0, (2, 70, 90)).astype(np.float32)
+    tifffile.imwrite(tmp_path / "float.tif", frame, imagej=True, metadata={"axes": "ZYX"})
+    done = run_cli("ernet-infer", tmp_path / "float.tif", "--model", tiny_onnx, "--provider", "cpu", "-q")
+    assert done.returncode == 0, done.stderr
+    with tifffile.TiffFile(tmp_path / "float_mask.tif") as tif:
+        assert tif.series[0].axes == "ZYX" and tif.series[0].shape == (2, 70, 90)
+        np.testing.assert_array_equal(
+            tif.series[0].asarray(),
+            np.stack([Segmenter(tiny_onnx, provider="cpu").segment(f) for f in frame]),
+        )

@@ -11,14 +11,13 @@ import pytest
 torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 
+from conftest import TINY, run_cli  # noqa: E402
 from ernet.export import onnx as export_onnx  # noqa: E402
 from ernet.export.onnx import ATOL, RTOL, ParityError, export_checkpoint  # noqa: E402
 from ernet.runtime.backends.onnxruntime import OnnxRuntimeBackend  # noqa: E402
 from ernet.runtime.metadata import ModelConfig  # noqa: E402
 from ernet.training.checkpoint import file_sha256  # noqa: E402
 from ernet.training.model import ERNet  # noqa: E402
-
-from conftest import TINY, run_cli  # noqa: E402
 
 
 def _published_format(tmp_path: Path, cfg: ModelConfig, dataparallel: bool) -> Path:
@@ -54,6 +53,13 @@ def test_published_size_exports_with_parity(tmp_path: Path) -> None:
     assert all(r.within_tolerance and r.argmax_agreement > 0.999 for r in results)
 
 
+@pytest.mark.parametrize("opset", [19, 20])
+def test_supported_opsets_export_with_parity(opset: int, tiny_checkpoint: Path, tmp_path: Path) -> None:
+    results = export_checkpoint(tiny_checkpoint, tmp_path / "m.onnx", opset=opset)
+    assert all(r.within_tolerance for r in results)
+    assert onnx.load(tmp_path / "m.onnx").opset_import[0].version == opset
+
+
 def test_onnx_contract(tiny_checkpoint: Path, tiny_onnx: Path) -> None:
     model = onnx.load(tiny_onnx)
     onnx.checker.check_model(model, full_check=True)
@@ -72,7 +78,9 @@ def test_onnx_contract(tiny_checkpoint: Path, tiny_onnx: Path) -> None:
     assert meta["package_version"]
 
 
-def test_failed_parity_writes_nothing(tiny_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failed_parity_writes_nothing(
+    tiny_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     real = export_onnx.to_onnx_proto
 
     def perturbed(model: ERNet, *args, **kwargs):  # noqa: ANN002, ANN003, ANN202
@@ -92,6 +100,8 @@ def test_export_cli_reports_parity_and_refuses_overwrite(tiny_checkpoint: Path, 
     assert done.returncode == 0, done.stderr
     assert done.stdout.count("argmax agreement") == 2 and output.is_file()
     again = run_cli("ernet-export", tiny_checkpoint, "-o", output)
-    assert again.returncode != 0 and again.stderr.strip().splitlines() == [f"error: {output}: output exists (pass --overwrite to replace it)"]
+    assert again.returncode != 0 and again.stderr.strip().splitlines() == [
+        f"error: {output}: output exists (pass --overwrite to replace it)"
+    ]
     bad = run_cli("ernet-export", tmp_path / "nope.pt", "-o", tmp_path / "x.onnx")
     assert bad.returncode != 0 and "checkpoint not found" in bad.stderr and not (tmp_path / "x.onnx").exists()

@@ -7,16 +7,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
-from PIL import Image as PILImage
-
 from ernet.runtime.errors import InputError, OutputError
 from ernet.runtime.io import atomic_output, read_image, write_mask
+from PIL import Image as PILImage
 
 
 def test_tiff_stack_keeps_axes_and_pixel_size(tmp_path: Path) -> None:
     data = np.random.default_rng(0).integers(0, 65535, (3, 20, 30), dtype=np.uint16)
     src = tmp_path / "stack.tif"
-    tifffile.imwrite(src, data, imagej=True, metadata={"axes": "TYX", "unit": "micron"}, resolution=(1 / 0.1, 1 / 0.1))
+    tifffile.imwrite(
+        src, data, imagej=True, metadata={"axes": "TYX", "unit": "micron"}, resolution=(1 / 0.1, 1 / 0.1)
+    )
     image = read_image(src)
     assert image.axes == "TYX" and image.n_frames == 3 and image.frame_shape == (20, 30)
     np.testing.assert_array_equal(image.data, data)
@@ -75,9 +76,23 @@ BAD_INPUTS = {
     "not a png": (lambda d: _write(d / "notes.png", b"hello"), "not a readable image"),
     "corrupt TIFF": (lambda d: _truncated_tiff(d / "cut.tif"), "not a readable TIFF"),
     "empty array": (lambda d: _write(d / "empty.tif", _tiff_bytes(np.zeros((0, 5), np.uint8))), "empty"),
-    "1-D": (lambda d: (tifffile.imwrite(d / "line.tif", np.zeros(50, np.uint8)), d / "line.tif")[1], "dimensionality"),
-    "5-D": (lambda d: (tifffile.imwrite(d / "deep.tif", np.zeros((2, 2, 2, 8, 8), np.uint8)), d / "deep.tif")[1], "dimensionality"),
-    "multichannel": (lambda d: (tifffile.imwrite(d / "ch.tif", np.zeros((3, 8, 8), np.uint8), imagej=True, metadata={"axes": "CYX"}), d / "ch.tif")[1], "channels"),
+    "1-D": (
+        lambda d: (tifffile.imwrite(d / "line.tif", np.zeros(50, np.uint8)), d / "line.tif")[1],
+        "dimensionality",
+    ),
+    "5-D": (
+        lambda d: (tifffile.imwrite(d / "deep.tif", np.zeros((2, 2, 2, 8, 8), np.uint8)), d / "deep.tif")[1],
+        "dimensionality",
+    ),
+    "multichannel": (
+        lambda d: (
+            tifffile.imwrite(
+                d / "ch.tif", np.zeros((3, 8, 8), np.uint8), imagej=True, metadata={"axes": "CYX"}
+            ),
+            d / "ch.tif",
+        )[1],
+        "channels",
+    ),
     "unknown suffix": (lambda d: _write(d / "frame.xyz", b"x"), "unsupported file type"),
 }
 

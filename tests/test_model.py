@@ -9,13 +9,11 @@ import pytest
 
 torch = pytest.importorskip("torch")
 import torch.nn.functional as F  # noqa: E402
-
+from conftest import TINY  # noqa: E402
 from ernet.runtime.errors import ModelError  # noqa: E402
 from ernet.runtime.metadata import ModelConfig  # noqa: E402
 from ernet.training.checkpoint import infer_config, load_checkpoint  # noqa: E402
 from ernet.training.model import ERNet  # noqa: E402
-
-from conftest import TINY  # noqa: E402
 
 
 def test_published_size_has_published_parameter_count() -> None:
@@ -25,8 +23,14 @@ def test_published_size_has_published_parameter_count() -> None:
 def test_parameter_names_are_the_published_ones() -> None:
     cfg = ModelConfig()
     names = set(ERNet(cfg).state_dict())
-    expected = {"head.0.weight", "head.0.bias", "tail.0.weight", "tail.0.bias",
-                f"body.{cfg.n_resgroups}.weight", f"body.{cfg.n_resgroups}.bias"}
+    expected = {
+        "head.0.weight",
+        "head.0.bias",
+        "tail.0.weight",
+        "tail.0.bias",
+        f"body.{cfg.n_resgroups}.weight",
+        f"body.{cfg.n_resgroups}.bias",
+    }
     for g in range(cfg.n_resgroups):
         expected |= {f"body.{g}.body.{cfg.n_resblocks}.weight", f"body.{g}.body.{cfg.n_resblocks}.bias"}
         for b in range(cfg.n_resblocks):
@@ -46,7 +50,9 @@ def reference_forward(state: dict, cfg: ModelConfig, x: torch.Tensor) -> torch.T
         for b in range(cfg.n_resblocks):
             p = f"body.{g}.body.{b}.body"
             r = conv(F.relu(conv(y, f"{p}.0")), f"{p}.2")
-            a = torch.sigmoid(conv(F.relu(conv(r.mean((2, 3), keepdim=True), f"{p}.3.conv_du.0")), f"{p}.3.conv_du.2"))
+            a = torch.sigmoid(
+                conv(F.relu(conv(r.mean((2, 3), keepdim=True), f"{p}.3.conv_du.0")), f"{p}.3.conv_du.2")
+            )
             y = r * a + y
         y = conv(y, f"body.{g}.body.{cfg.n_resblocks}") + group_in
     y = conv(y, f"body.{cfg.n_resgroups}") + head
@@ -65,8 +71,14 @@ def test_module_computes_the_published_function(shape: tuple[int, ...]) -> None:
     torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("cfg", [ModelConfig(), TINY, ModelConfig(in_channels=2, n_classes=4, n_feats=16,
-                                                                   n_resgroups=3, n_resblocks=1, reduction=8)])
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        ModelConfig(),
+        TINY,
+        ModelConfig(in_channels=2, n_classes=4, n_feats=16, n_resgroups=3, n_resblocks=1, reduction=8),
+    ],
+)
 def test_config_is_inferred_from_weights(cfg: ModelConfig) -> None:
     assert infer_config(ERNet(cfg).state_dict()) == cfg
 
@@ -78,7 +90,11 @@ def test_published_checkpoint_formats_load(layout: str, tmp_path: Path) -> None:
     state = model.state_dict()
     if layout == "dataparallel":
         state = {f"module.{k}": v for k, v in state.items()}
-    obj = state if layout == "bare" else {"epoch": 7, "state_dict": state, "optimizer": {"state": {}, "param_groups": []}}
+    obj = (
+        state
+        if layout == "bare"
+        else {"epoch": 7, "state_dict": state, "optimizer": {"state": {}, "param_groups": []}}
+    )
     torch.save(obj, tmp_path / "ck.pth")
     loaded = load_checkpoint(tmp_path / "ck.pth")
     assert loaded.metadata.config == TINY

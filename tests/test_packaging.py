@@ -8,7 +8,6 @@ import warnings
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO
 
 HEAVY = ("torch", "onnx", "tensorrt")
@@ -26,15 +25,19 @@ def test_runtime_imports_without_heavy_dependencies(module: str, tmp_path: Path)
 
 
 def test_ernet_infer_help_loads_no_heavy_dependency(tmp_path: Path) -> None:
-    code = ("import sys; sys.argv = ['ernet-infer', '--help']\n"
-            "from ernet.runtime.cli import main\n"
-            "try:\n    main()\nexcept SystemExit:\n    pass\n"
-            f"print('LOADED', sorted(m for m in {HEAVY!r} if m in sys.modules))")
+    code = (
+        "import sys; sys.argv = ['ernet-infer', '--help']\n"
+        "from ernet.runtime.cli import main\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        f"print('LOADED', sorted(m for m in {HEAVY!r} if m in sys.modules))"
+    )
     assert _python(code, tmp_path).splitlines()[-1] == "LOADED []"
 
 
 def test_no_bare_top_level_modules(tmp_path: Path) -> None:
-    code = "import importlib.util as u; print([n for n in ('runtime', 'export', 'training') if u.find_spec(n)])"
+    code = (
+        "import importlib.util as u; print([n for n in ('runtime', 'export', 'training') if u.find_spec(n)])"
+    )
     assert _python(code, tmp_path) == "[]"
 
 
@@ -43,7 +46,11 @@ def test_subpackages_live_in_top_level_folders() -> None:
     import ernet.runtime
     import ernet.training
 
-    for package, folder in ((ernet.runtime, "runtime"), (ernet.training, "training"), (ernet.export, "export")):
+    for package, folder in (
+        (ernet.runtime, "runtime"),
+        (ernet.training, "training"),
+        (ernet.export, "export"),
+    ):
         assert Path(package.__file__).resolve().parent == REPO / folder
 
 
@@ -54,15 +61,25 @@ def _requirements() -> tuple[list[str], dict[str, list[str]]]:
 
 
 @pytest.mark.parametrize(
-    "platform", [("linux", "x86_64"), ("win32", "x86_64"), ("linux", "aarch64"), ("darwin", "arm64"), ("darwin", "x86_64")]
+    "platform",
+    [
+        ("linux", "x86_64"),
+        ("win32", "x86_64"),
+        ("linux", "aarch64"),
+        ("darwin", "arm64"),
+        ("darwin", "x86_64"),
+    ],
 )
 def test_exactly_one_onnxruntime_distribution_per_platform(platform: tuple[str, str]) -> None:
     from packaging.requirements import Requirement
 
     base, _ = _requirements()
     env = {"sys_platform": platform[0], "platform_machine": platform[1]}
-    chosen = [r.name for r in map(Requirement, base) if r.name.startswith("onnxruntime")
-              and (r.marker is None or r.marker.evaluate(env))]
+    chosen = [
+        r.name
+        for r in map(Requirement, base)
+        if r.name.startswith("onnxruntime") and (r.marker is None or r.marker.evaluate(env))
+    ]
     assert len(chosen) == 1
     expected = "onnxruntime-gpu" if platform in (("linux", "x86_64"), ("win32", "x86_64")) else "onnxruntime"
     assert chosen == [expected]
@@ -78,17 +95,47 @@ def test_base_install_is_the_runtime_alone() -> None:
     assert {"train", "export", "tensorrt", "dev"} <= extras.keys()
     for extra in extras.values():  # no extra drags in a second ONNX Runtime
         assert not {Requirement(r).name for r in extra} & {"onnxruntime", "onnxruntime-gpu"}
-        assert all(Requirement(r).specifier == Requirement("torch==2.13.0").specifier
-                   for r in extra if Requirement(r).name == "torch")
+        assert all(
+            Requirement(r).specifier == Requirement("torch==2.13.0").specifier
+            for r in extra
+            if Requirement(r).name == "torch"
+        )
 
 
 def test_warns_when_two_onnxruntime_distributions_are_installed(monkeypatch: pytest.MonkeyPatch) -> None:
     from ernet.runtime.backends import onnxruntime as backend
 
-    monkeypatch.setattr(backend, "installed_onnxruntime_distributions", lambda: ["onnxruntime", "onnxruntime-gpu"])
+    monkeypatch.setattr(
+        backend, "installed_onnxruntime_distributions", lambda: ["onnxruntime", "onnxruntime-gpu"]
+    )
     with pytest.warns(RuntimeWarning, match="onnxruntime, onnxruntime-gpu"):
         backend._import_onnxruntime()
     monkeypatch.setattr(backend, "installed_onnxruntime_distributions", lambda: ["onnxruntime-gpu"])
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         backend._import_onnxruntime()
+
+
+def test_wheel_installs_nothing_but_the_ernet_package(tmp_path: Path) -> None:
+    pytest.importorskip("setuptools")
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(tmp_path),
+            str(REPO),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    import zipfile
+
+    (wheel,) = tmp_path.glob("ernet-*.whl")
+    top = {name.split("/")[0] for name in zipfile.ZipFile(wheel).namelist()}
+    assert top == {"ernet", wheel.name.split("-py3")[0] + ".dist-info"}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from ernet.runtime.metadata import ModelConfig, ModelMetadata
 from ernet.runtime.preprocess import Normalization
 
@@ -47,9 +46,13 @@ def test_invalid_normalisation_is_refused(bad: dict) -> None:
 
 
 def test_metadata_round_trips_through_onnx_props() -> None:
-    meta = ModelMetadata(config=ModelConfig(n_classes=3, n_feats=16), class_names=("bg", "tubule", "sheet"),
-                         normalization=Normalization.original(), tile_size=128,
-                         provenance={"training": {"epochs": 3}})
+    meta = ModelMetadata(
+        config=ModelConfig(n_classes=3, n_feats=16),
+        class_names=("bg", "tubule", "sheet"),
+        normalization=Normalization.original(),
+        tile_size=128,
+        provenance={"training": {"epochs": 3}},
+    )
     assert ModelMetadata.from_props(meta.to_props()) == meta
 
 
@@ -64,4 +67,6 @@ def test_metadata_refuses_inconsistent_or_newer_descriptions() -> None:
 
 def test_flops_per_pixel_of_published_model() -> None:
     # 2 x (multiply-adds of every conv per pixel): 2 x (3,944,138 params - biases - attention) roughly
-    assert ModelConfig().flops_per_pixel == 2 * (9 * 64 + 5 * (10 * 2 * 9 * 64 * 64 + 9 * 64 * 64) + 9 * 64 * 64 + 64 * 2)
+    assert ModelConfig().flops_per_pixel == 2 * (
+        9 * 64 + 5 * (10 * 2 * 9 * 64 * 64 + 9 * 64 * 64) + 9 * 64 * 64 + 64 * 2
+    )

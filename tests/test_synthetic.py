@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-
 from ernet.training.synthetic import SyntheticConfig, generate, generate_stack
 
 
@@ -26,6 +25,6 @@ def test_images_and_labels_are_plausible() -> None:
 def test_time_lapse_moves_a_little() -> None:
     frames = generate_stack(4, seed=2, config=SyntheticConfig(height=128, width=128))
     masks = np.stack([f.mask for f in frames]).astype(bool)
-    for before, after in zip(masks, masks[1:]):
+    for before, after in zip(masks, masks[1:], strict=False):
         iou = (before & after).sum() / (before | after).sum()
         assert 0.1 < iou < 1.0  # the network moves, and stays recognisably the same

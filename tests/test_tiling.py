@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from ernet.runtime.tiling import TileGrid, axis_starts, blend_window, tiled_logits
 
 
@@ -19,7 +18,7 @@ def test_axis_starts_cover_with_equal_tiles_inside(length: int, tile: int, overl
         covered[s : s + size] = True
     assert covered.all()
     assert starts == sorted(set(starts))
-    for a, b in zip(starts, starts[1:]):
+    for a, b in zip(starts, starts[1:], strict=False):
         assert a + size - b >= min(overlap, size - 1)  # neighbours share at least the overlap
 
 
@@ -69,10 +68,18 @@ def test_single_tile_is_exactly_whole_frame_inference() -> None:
 def test_tiles_are_fixed_shape_and_batched() -> None:
     shapes = []
     image = np.zeros((1, 300, 200), np.float32)
-    tiled_logits(image, lambda b: shapes.append(b.shape) or np.zeros((b.shape[0], 2, *b.shape[2:]), np.float32),
-                 2, tile=64, overlap=16, batch_size=4)
+    tiled_logits(
+        image,
+        lambda b: shapes.append(b.shape) or np.zeros((b.shape[0], 2, *b.shape[2:]), np.float32),
+        2,
+        tile=64,
+        overlap=16,
+        batch_size=4,
+    )
     assert {s[1:] for s in shapes} == {(1, 64, 64)}
-    assert all(s[0] <= 4 for s in shapes) and sum(s[0] for s in shapes) == len(TileGrid.plan(300, 200, 64, 16))
+    assert all(s[0] <= 4 for s in shapes) and sum(s[0] for s in shapes) == len(
+        TileGrid.plan(300, 200, 64, 16)
+    )
 
 
 def test_wrong_model_output_shape_is_reported() -> None:

@@ -11,14 +11,13 @@ import tifffile
 
 torch = pytest.importorskip("torch")
 
+from conftest import TINY  # noqa: E402
 from ernet.runtime.errors import InputError  # noqa: E402
 from ernet.runtime.preprocess import Normalization  # noqa: E402
 from ernet.training.checkpoint import load_checkpoint  # noqa: E402
 from ernet.training.data import RandomCrops, find_pairs, load_legacy_pickle, load_samples  # noqa: E402
 from ernet.training.synthetic import SyntheticConfig, generate_stack  # noqa: E402
-from ernet.training.train import TrainConfig, scores, confusion, train  # noqa: E402
-
-from conftest import TINY  # noqa: E402
+from ernet.training.train import TrainConfig, confusion, scores, train  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +50,7 @@ def test_crops_are_deterministic_and_augmented(dataset: Path) -> None:
     crops = RandomCrops(samples, crop=48, length=6, seed=4)
     first = [crops[i] for i in range(6)]
     again = [crops[i] for i in range(6)]
-    for (a, am), (b, bm) in zip(first, again):
+    for (a, am), (b, bm) in zip(first, again, strict=True):
         assert torch.equal(a, b) and torch.equal(am, bm)
     assert first[0][0].shape == (1, 48, 48) and first[0][1].shape == (48, 48)
     crops.epoch = 1
@@ -86,8 +85,20 @@ def test_scores_from_confusion() -> None:
 
 
 def _config(dataset: Path, out: Path, epochs: int, resume: Path | None = None) -> TrainConfig:
-    return TrainConfig(data=dataset, out=out, model=TINY, epochs=epochs, steps_per_epoch=2, batch_size=2,
-                       crop=48, lr=1e-3, lr_step=1, seed=11, device="cpu", resume=resume)
+    return TrainConfig(
+        data=dataset,
+        out=out,
+        model=TINY,
+        epochs=epochs,
+        steps_per_epoch=2,
+        batch_size=2,
+        crop=48,
+        lr=1e-3,
+        lr_step=1,
+        seed=11,
+        device="cpu",
+        resume=resume,
+    )
 
 
 def test_checkpoints_carry_everything_and_training_is_deterministic(dataset: Path, tmp_path: Path) -> None:
@@ -112,9 +123,13 @@ def test_checkpoints_carry_everything_and_training_is_deterministic(dataset: Pat
 def test_resume_continues_where_it_stopped(dataset: Path, tmp_path: Path) -> None:
     full = train(_config(dataset, tmp_path / "full", epochs=3), quiet=True)
     train(_config(dataset, tmp_path / "part", epochs=2), quiet=True)
-    resumed = train(_config(dataset, tmp_path / "part", epochs=3, resume=tmp_path / "part" / "last.pt"), quiet=True)
+    resumed = train(
+        _config(dataset, tmp_path / "part", epochs=3, resume=tmp_path / "part" / "last.pt"), quiet=True
+    )
     assert len(resumed["history"]) == 3
-    np.testing.assert_allclose([h["loss"] for h in resumed["history"]], [h["loss"] for h in full["history"]], rtol=1e-5)
+    np.testing.assert_allclose(
+        [h["loss"] for h in resumed["history"]], [h["loss"] for h in full["history"]], rtol=1e-5
+    )
 
 
 def test_train_cli_reports_bad_data_in_one_line(tmp_path: Path) -> None:

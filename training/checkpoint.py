@@ -14,8 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-
-from ernet.runtime.errors import ModelError
+from ernet.runtime.errors import ModelError, first_line
 from ernet.runtime.metadata import ModelConfig, ModelMetadata
 from ernet.runtime.preprocess import Normalization
 
@@ -60,8 +59,12 @@ def infer_config(state: Mapping[str, torch.Tensor]) -> ModelConfig:
         raise ValueError("not an ERNet state dict (residual groups are not numbered 0..G-1)")
     n_feats = int(head.shape[0])
     return ModelConfig(
-        in_channels=int(head.shape[1]), n_classes=int(tail.shape[0]), n_feats=n_feats,
-        n_resgroups=n_groups, n_resblocks=n_blocks, reduction=n_feats // int(hidden),
+        in_channels=int(head.shape[1]),
+        n_classes=int(tail.shape[0]),
+        n_feats=n_feats,
+        n_resgroups=n_groups,
+        n_resblocks=n_blocks,
+        reduction=n_feats // int(hidden),
     )
 
 
@@ -87,8 +90,7 @@ def load_checkpoint(path: Path | str) -> LoadedCheckpoint:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelError(f"{path}: not a loadable checkpoint ({reason})") from None
+        raise ModelError(f"{path}: not a loadable checkpoint ({first_line(exc)})") from None
     raw: dict[str, Any] = obj if isinstance(obj, dict) else {}
     state = raw.get("state_dict", raw)
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
@@ -98,19 +100,22 @@ def load_checkpoint(path: Path | str) -> LoadedCheckpoint:
         if METADATA_KEY in raw:
             metadata = ModelMetadata.from_dict(raw[METADATA_KEY])
         else:
-            metadata = ModelMetadata(config=infer_config(state), normalization=Normalization.original(),
-                                     provenance={"source": "published-format checkpoint"})
+            metadata = ModelMetadata(
+                config=infer_config(state),
+                normalization=Normalization.original(),
+                provenance={"source": "published-format checkpoint"},
+            )
             if metadata.config.n_classes != 2:
                 metadata = ModelMetadata(
                     config=metadata.config,
                     class_names=tuple(f"class{i}" for i in range(metadata.config.n_classes)),
-                    normalization=metadata.normalization, provenance=metadata.provenance,
+                    normalization=metadata.normalization,
+                    provenance=metadata.provenance,
                 )
         model = ERNet(metadata.config)
         model.load_state_dict(state, strict=True)
     except (ValueError, RuntimeError, TypeError) as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise ModelError(f"{path}: not an ERNet checkpoint ({first})") from None
+        raise ModelError(f"{path}: not an ERNet checkpoint ({first_line(exc)})") from None
     model.eval()
     return LoadedCheckpoint(model, metadata, raw, file_sha256(path))
 

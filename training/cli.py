@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
-
 from ernet.runtime.errors import ErnetError
 from ernet.runtime.metadata import ModelConfig
 from ernet.runtime.preprocess import Normalization
@@ -18,9 +17,18 @@ simulate_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 
 @train_app.command()
 def train(
-    data: Annotated[Path, typer.Argument(help="Folder of NAME_image/NAME_mask pairs (or images/ + masks/), or a legacy crop pickle.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for last.pt and best.pt.")] = Path("build/train"),
-    val_data: Annotated[Optional[Path], typer.Option(help="Validation folder; default: hold out --val-fraction.")] = None,
+    data: Annotated[
+        Path,
+        typer.Argument(
+            help="Folder of NAME_image/NAME_mask pairs (or images/ + masks/), or a legacy crop pickle."
+        ),
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for last.pt and best.pt.")] = Path(
+        "build/train"
+    ),
+    val_data: Annotated[
+        Path | None, typer.Option(help="Validation folder; default: hold out --val-fraction.")
+    ] = None,
     val_fraction: float = 0.2,
     epochs: int = 100,
     steps_per_epoch: Annotated[int, typer.Option(help="Optimiser steps per epoch.")] = 100,
@@ -34,11 +42,13 @@ def train(
     blocks: Annotated[int, typer.Option(help="B: blocks per group.")] = 10,
     reduction: Annotated[int, typer.Option(help="r: channel-attention reduction.")] = 16,
     classes: Annotated[str, typer.Option(help="Comma-separated class names, id 0 first.")] = "background,ER",
-    normalization: Annotated[str, typer.Option(help="'percentile' (1-99 %) or 'scale' (value / 255).")] = "percentile",
+    normalization: Annotated[
+        str, typer.Option(help="'percentile' (1-99 %) or 'scale' (value / 255).")
+    ] = "percentile",
     seed: int = 0,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     workers: Annotated[int, typer.Option(help="Data-loader worker processes.")] = 0,
-    resume: Annotated[Optional[Path], typer.Option(help="Continue from this checkpoint (last.pt).")] = None,
+    resume: Annotated[Path | None, typer.Option(help="Continue from this checkpoint (last.pt).")] = None,
     quiet: bool = False,
 ) -> None:
     """Train ERNet on labelled frames."""
@@ -48,13 +58,32 @@ def train(
     names = tuple(n.strip() for n in classes.split(","))
     try:
         cfg = TrainConfig(
-            data=data, out=out, val_data=val_data, val_fraction=val_fraction,
-            model=ModelConfig(n_classes=len(names), n_feats=features, n_resgroups=groups,
-                              n_resblocks=blocks, reduction=reduction),
+            data=data,
+            out=out,
+            val_data=val_data,
+            val_fraction=val_fraction,
+            model=ModelConfig(
+                n_classes=len(names),
+                n_feats=features,
+                n_resgroups=groups,
+                n_resblocks=blocks,
+                reduction=reduction,
+            ),
             class_names=names,
-            normalization=Normalization.original() if normalization == "scale" else Normalization(mode=normalization),  # type: ignore[arg-type]
-            epochs=epochs, steps_per_epoch=steps_per_epoch, batch_size=batch_size, crop=crop, lr=lr,
-            lr_step=lr_step, lr_gamma=lr_gamma, seed=seed, device=device, workers=workers, resume=resume,
+            normalization=Normalization.original()
+            if normalization == "scale"
+            else Normalization(mode=normalization),  # type: ignore[arg-type]
+            epochs=epochs,
+            steps_per_epoch=steps_per_epoch,
+            batch_size=batch_size,
+            crop=crop,
+            lr=lr,
+            lr_step=lr_step,
+            lr_gamma=lr_gamma,
+            seed=seed,
+            device=device,
+            workers=workers,
+            resume=resume,
         )
         result = run_training(cfg, quiet=quiet)
     except (ErnetError, ValueError) as exc:
@@ -75,7 +104,6 @@ def simulate(
     """Generate synthetic ER frames with exact labels: NAME_image.tif + NAME_mask.tif."""
     import numpy as np
     import tifffile
-
     from ernet.runtime.io import atomic_output
 
     from .synthetic import SyntheticConfig, generate_stack
@@ -105,4 +133,3 @@ def train_main() -> None:
 def simulate_main() -> None:
     """Entry point of ``ernet-simulate``."""
     simulate_app()
-

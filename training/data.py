@@ -14,11 +14,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
-
 from ernet.runtime.errors import InputError
 from ernet.runtime.io import SUPPORTED_SUFFIXES, read_image
 from ernet.runtime.preprocess import Normalization
+from torch.utils.data import Dataset
 
 
 @dataclass
@@ -45,7 +44,9 @@ def find_pairs(folder: Path) -> list[tuple[Path, Path]]:
         masks = {k: v for k, v in files(folder, "_mask").items() if v.stem.endswith("_mask")}
     names = sorted(images.keys() & masks.keys())
     if not names:
-        raise InputError(f"{folder}: no image/mask pairs (NAME_image.tif + NAME_mask.tif, or images/ + masks/)")
+        raise InputError(
+            f"{folder}: no image/mask pairs (NAME_image.tif + NAME_mask.tif, or images/ + masks/)"
+        )
     return [(images[n], masks[n]) for n in names]
 
 
@@ -56,7 +57,7 @@ def load_samples(folder: Path, normalization: Normalization) -> list[Sample]:
         image, mask = read_image(image_path), read_image(mask_path)
         if image.data.shape != mask.data.shape:
             raise InputError(f"{mask_path}: shape {mask.data.shape} differs from image {image.data.shape}")
-        for i, (frame, labels) in enumerate(zip(image.frames(), mask.frames())):
+        for i, (frame, labels) in enumerate(zip(image.frames(), mask.frames(), strict=True)):
             name = image_path.stem.removesuffix("_image") + (f"[{i}]" if image.n_frames > 1 else "")
             samples.append(Sample(name, normalization.apply(frame)[None], labels.astype(np.int64)))
     return samples
@@ -66,10 +67,15 @@ class _ArraysOnlyUnpickler(pickle.Unpickler):
     """Admits numpy arrays and PIL images, nothing else (no code execution)."""
 
     ALLOWED = {
-        ("numpy", "ndarray"), ("numpy", "dtype"),
-        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
-        ("PIL.Image", "Image"), ("builtins", "bytearray"), ("collections", "OrderedDict"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"),
+        ("PIL.Image", "Image"),
+        ("builtins", "bytearray"),
+        ("collections", "OrderedDict"),
     }
 
     def find_class(self, module: str, name: str) -> Any:
@@ -86,16 +92,21 @@ def load_legacy_pickle(path: Path, normalization: Normalization) -> list[Sample]
     except (pickle.UnpicklingError, EOFError, AttributeError, ValueError) as exc:
         raise InputError(f"{path}: not an admissible crop pickle ({exc})") from None
     if isinstance(obj, dict):
-        obj = list(zip(obj.get("images", ()), obj.get("masks", ())))
+        obj = list(zip(obj.get("images", ()), obj.get("masks", ()), strict=True))
     elif len(obj) == 2 and len(obj[0]) == len(obj[1]) and np.asarray(obj[0][0]).ndim >= 2:
-        obj = list(zip(obj[0], obj[1]))
+        obj = list(zip(obj[0], obj[1], strict=True))
     samples = []
     for i, (image, mask) in enumerate(obj):
         image, mask = np.asarray(image), np.asarray(mask)
         if image.ndim == 3:  # H x W x RGB crops: one channel is enough
             image = image[..., 0]
-        samples.append(Sample(f"{Path(path).stem}[{i}]", normalization.apply(image)[None],
-                              (np.asarray(mask)[..., 0] if mask.ndim == 3 else mask).astype(np.int64)))
+        samples.append(
+            Sample(
+                f"{Path(path).stem}[{i}]",
+                normalization.apply(image)[None],
+                (np.asarray(mask)[..., 0] if mask.ndim == 3 else mask).astype(np.int64),
+            )
+        )
     if not samples:
         raise InputError(f"{path}: no image/mask pairs found")
     return samples
@@ -153,5 +164,7 @@ def validation_tiles(samples: list[Sample], crop: int, per_sample: int = 4) -> l
         xs = np.linspace(0, image.shape[2] - crop, max(1, int(np.sqrt(per_sample)))).astype(int)
         for y in np.unique(ys):
             for x in np.unique(xs):
-                tiles.append(Sample(s.name, image[:, y : y + crop, x : x + crop], mask[y : y + crop, x : x + crop]))
+                tiles.append(
+                    Sample(s.name, image[:, y : y + crop, x : x + crop], mask[y : y + crop, x : x + crop])
+                )
     return tiles

@@ -8,9 +8,8 @@ Module names reproduce the published checkpoints' parameter names exactly:
 from __future__ import annotations
 
 import torch
-from torch import nn
-
 from ernet.runtime.metadata import ModelConfig
+from torch import nn
 
 
 def _conv(in_channels: int, out_channels: int, kernel: int) -> nn.Conv2d:
@@ -37,7 +36,9 @@ class ResidualAttentionBlock(nn.Module):
     def __init__(self, channels: int, reduction: int) -> None:
         super().__init__()
         self.body = nn.Sequential(
-            _conv(channels, channels, 3), nn.ReLU(inplace=True), _conv(channels, channels, 3),
+            _conv(channels, channels, 3),
+            nn.ReLU(inplace=True),
+            _conv(channels, channels, 3),
             ChannelAttention(channels, reduction),
         )
 

@@ -10,13 +10,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
-
 from ernet.runtime import __version__
 from ernet.runtime.errors import InputError
 from ernet.runtime.metadata import ModelConfig, ModelMetadata
 from ernet.runtime.preprocess import Normalization
 from ernet.runtime.progress import progress
+from torch.utils.data import DataLoader
 
 from .checkpoint import file_sha256, load_checkpoint, save_checkpoint
 from .data import RandomCrops, Sample, find_pairs, load_legacy_pickle, load_samples, validation_tiles
@@ -77,7 +76,9 @@ def split_samples(cfg: TrainConfig) -> tuple[list[Sample], list[Sample], dict[st
     else:
         n_val = int(round(len(train) * cfg.val_fraction))
         if n_val == 0 or n_val >= len(train):
-            raise InputError(f"{cfg.data}: {len(train)} samples cannot be split for validation; pass --val-data")
+            raise InputError(
+                f"{cfg.data}: {len(train)} samples cannot be split for validation; pass --val-data"
+            )
         train, val = train[:-n_val], train[-n_val:]
     provenance.update(train_samples=[s.name for s in train], validation_samples=[s.name for s in val])
     return train, val, provenance
@@ -105,7 +106,9 @@ def scores(matrix: torch.Tensor, class_names: tuple[str, ...]) -> dict[str, floa
 
 
 @torch.no_grad()
-def evaluate(model: ERNet, tiles: list[Sample], class_names: tuple[str, ...], device: torch.device) -> dict[str, float]:
+def evaluate(
+    model: ERNet, tiles: list[Sample], class_names: tuple[str, ...], device: torch.device
+) -> dict[str, float]:
     """IoU and Dice per class over fixed validation crops."""
     model.eval()
     n = len(class_names)
@@ -146,8 +149,10 @@ def train(cfg: TrainConfig, quiet: bool = False) -> dict[str, Any]:
     loss_fn = torch.nn.CrossEntropyLoss()
     cfg.out.mkdir(parents=True, exist_ok=True)
     say = (lambda *a: None) if quiet else (lambda *a: print(*a, file=sys.stderr, flush=True))
-    say(f"training {sum(p.numel() for p in model.parameters()):,}-parameter ERNet on {device}: "
-        f"{len(train_samples)} train / {len(val_samples)} validation samples")
+    say(
+        f"training {sum(p.numel() for p in model.parameters()):,}-parameter ERNet on {device}: "
+        f"{len(train_samples)} train / {len(val_samples)} validation samples"
+    )
     for epoch in range(start_epoch, cfg.epochs):
         tic = time.perf_counter()
         crops.epoch = epoch
@@ -162,27 +167,49 @@ def train(cfg: TrainConfig, quiet: bool = False) -> dict[str, Any]:
                 losses.append(loss.item())
                 advance(1)
         scheduler.step()
-        metrics = {"epoch": epoch + 1, "loss": float(np.mean(losses)), "lr": optimizer.param_groups[0]["lr"],
-                   "seconds": time.perf_counter() - tic,
-                   **evaluate(model, val_tiles, cfg.class_names, device)}
+        metrics = {
+            "epoch": epoch + 1,
+            "loss": float(np.mean(losses)),
+            "lr": optimizer.param_groups[0]["lr"],
+            "seconds": time.perf_counter() - tic,
+            **evaluate(model, val_tiles, cfg.class_names, device),
+        }
         history.append(metrics)
         score = metrics["mean_iou_foreground"]
         is_best = score > best or not (cfg.out / "best.pt").exists()
         if is_best and not np.isnan(score):
             best = score
         metadata = ModelMetadata(
-            config=cfg.model, class_names=cfg.class_names, normalization=cfg.normalization,
-            tile_size=cfg.crop, package_version=__version__,
-            provenance={"training": cfg.to_dict(), "data": data_provenance, "epoch": epoch + 1,
-                        "validation": {k: v for k, v in metrics.items() if k.startswith(("iou", "dice"))}},
+            config=cfg.model,
+            class_names=cfg.class_names,
+            normalization=cfg.normalization,
+            tile_size=cfg.crop,
+            package_version=__version__,
+            provenance={
+                "training": cfg.to_dict(),
+                "data": data_provenance,
+                "epoch": epoch + 1,
+                "validation": {k: v for k, v in metrics.items() if k.startswith(("iou", "dice"))},
+            },
         )
-        extra = {"epoch": epoch + 1, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                 "best_score": best, "history": history}
+        extra = {
+            "epoch": epoch + 1,
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "best_score": best,
+            "history": history,
+        }
         save_checkpoint(cfg.out / "last.pt", model, metadata, **extra)
         if is_best:
             save_checkpoint(cfg.out / "best.pt", model, metadata, **extra)
-        say(f"epoch {epoch + 1}/{cfg.epochs}: loss {metrics['loss']:.4f}, "
-            + ", ".join(f"{k} {metrics[k]:.3f}" for k in metrics if k.startswith(("iou_", "dice_")) and "background" not in k)
-            + f", {metrics['seconds']:.1f} s" + (" (best)" if is_best else ""))
+        say(
+            f"epoch {epoch + 1}/{cfg.epochs}: loss {metrics['loss']:.4f}, "
+            + ", ".join(
+                f"{k} {metrics[k]:.3f}"
+                for k in metrics
+                if k.startswith(("iou_", "dice_")) and "background" not in k
+            )
+            + f", {metrics['seconds']:.1f} s"
+            + (" (best)" if is_best else "")
+        )
     return {"best_score": best, "history": history, "out": str(cfg.out)}
-

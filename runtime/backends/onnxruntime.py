@@ -17,11 +17,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..errors import BackendError, ModelError
+from ..errors import BackendError, ModelError, first_line
 from ..metadata import METADATA_KEY, ModelMetadata
+
+if TYPE_CHECKING:
+    from onnxruntime import InferenceSession
 
 _PROVIDERS = {
     "tensorrt": "TensorrtExecutionProvider",
@@ -119,9 +123,7 @@ class OnnxRuntimeBackend:
 
     def __init__(self, model: Path | str, provider: str = "auto") -> None:
         if provider not in PROVIDER_CHOICES:
-            raise BackendError(
-                f"unknown provider {provider!r}; choose one of {', '.join(PROVIDER_CHOICES)}"
-            )
+            raise BackendError(f"unknown provider {provider!r}; choose one of {', '.join(PROVIDER_CHOICES)}")
         self.path = Path(model)
         if not self.path.is_file():
             raise ModelError(f"{self.path}: model file not found")
@@ -129,25 +131,26 @@ class OnnxRuntimeBackend:
         available = set(ort.get_available_providers())
         wanted = [p for p in _PROVIDERS if p != "cpu"] if provider == "auto" else [provider]
         self.fallbacks: list[tuple[str, str]] = []
-        self.session = None
+        session: InferenceSession | None = None
         for name in wanted:
             if _PROVIDERS[name] not in available:
                 self.fallbacks.append((name, "not in this ONNX Runtime build"))
                 continue
             session, reason = self._open_session(ort, name)
             if session is not None:
-                self.session = session
                 break
             self.fallbacks.append((name, reason))
-        if self.session is None:
+        if session is None:
             if provider not in ("auto", "cpu"):
                 raise BackendError(f"provider {provider!r} cannot run here: {self.fallbacks[-1][1]}")
-            self.session, _ = self._open_session(ort, "cpu")
+            session, _ = self._open_session(ort, "cpu")
+            assert session is not None  # the CPU provider always starts, or a ModelError was raised
+        self.session = session
         self.provider = self.session.get_providers()[0]
         self.description = f"onnxruntime/{self.provider}"
         self.metadata = self._read_metadata()
 
-    def _open_session(self, ort: ModuleType, name: str) -> tuple[object | None, str]:
+    def _open_session(self, ort: ModuleType, name: str) -> tuple[InferenceSession | None, str]:
         """A session on provider ``name`` (CPU as the only fallback), or None and why not."""
         options = ort.SessionOptions()
         options.log_severity_level = 3
@@ -158,7 +161,7 @@ class OnnxRuntimeBackend:
             with _captured_native_output() as output:
                 session = ort.InferenceSession(str(self.path), options, providers=providers)
         except Exception as exc:  # ORT raises its own exception types for bad files
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            reason = first_line(exc)
             if name != "cpu" and "Please install" in reason:
                 return None, _failure_reason([reason])
             raise ModelError(f"{self.path}: not a loadable ONNX model ({reason})") from None
@@ -172,8 +175,7 @@ class OnnxRuntimeBackend:
             metadata = ModelMetadata.from_props(props)
         except KeyError:
             raise ModelError(
-                f"{self.path}: not an ERNet model (no '{METADATA_KEY}' metadata; "
-                "export it with ernet-export)"
+                f"{self.path}: not an ERNet model (no '{METADATA_KEY}' metadata; export it with ernet-export)"
             ) from None
         except (ValueError, TypeError) as exc:
             raise ModelError(f"{self.path}: invalid ERNet metadata ({exc})") from None
