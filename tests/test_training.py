@@ -59,12 +59,22 @@ def test_crops_are_deterministic_and_augmented(dataset: Path) -> None:
     assert small[0][0].shape == (1, 128, 128)
 
 
-def test_legacy_pickle_admits_arrays_only(tmp_path: Path) -> None:
+@pytest.mark.parametrize("protocol", [2, 3, 4, 5])
+@pytest.mark.parametrize("as_pil", [False, True])
+def test_legacy_pickle_admits_arrays_and_images(protocol: int, as_pil: bool, tmp_path: Path) -> None:
+    from PIL import Image
+
     pairs = [(np.full((16, 16), 200, np.uint8), np.ones((16, 16), np.uint8)) for _ in range(3)]
-    (tmp_path / "crops.pkl").write_bytes(pickle.dumps(pairs))
+    if as_pil:
+        pairs = [(Image.fromarray(a), Image.fromarray(b)) for a, b in pairs]
+    (tmp_path / "crops.pkl").write_bytes(pickle.dumps(pairs, protocol=protocol))
     samples = load_legacy_pickle(tmp_path / "crops.pkl", Normalization.original())
     assert len(samples) == 3 and samples[0].image.shape == (1, 16, 16)
     np.testing.assert_allclose(samples[0].image, 200 / 255)
+    assert samples[0].mask.dtype == np.int64 and samples[0].mask.all()
+
+
+def test_legacy_pickle_refuses_anything_else(tmp_path: Path) -> None:
 
     class Payload:
         def __reduce__(self):  # noqa: ANN204

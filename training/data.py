@@ -73,9 +73,10 @@ class _ArraysOnlyUnpickler(pickle.Unpickler):
         ("numpy._core.multiarray", "_reconstruct"),
         ("numpy.core.multiarray", "scalar"),
         ("numpy._core.multiarray", "scalar"),
+        ("numpy.core.numeric", "_frombuffer"),  # arrays at pickle protocol 5
+        ("numpy._core.numeric", "_frombuffer"),
         ("PIL.Image", "Image"),
-        ("builtins", "bytearray"),
-        ("collections", "OrderedDict"),
+        ("_codecs", "encode"),  # bytes at pickle protocol 2
     }
 
     def find_class(self, module: str, name: str) -> Any:
