@@ -17,7 +17,7 @@ from ernet.runtime.preprocess import Normalization  # noqa: E402
 from ernet.training.checkpoint import load_checkpoint  # noqa: E402
 from ernet.training.data import RandomCrops, find_pairs, load_legacy_pickle, load_samples  # noqa: E402
 from ernet.training.synthetic import SyntheticConfig, generate_stack  # noqa: E402
-from ernet.training.train import TrainConfig, confusion, scores, train  # noqa: E402
+from ernet.training.train import TrainConfig, train  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -84,14 +84,6 @@ def test_legacy_pickle_refuses_anything_else(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="refusing to load pathlib"):
         load_legacy_pickle(tmp_path / "evil.pkl", Normalization())
     assert not (tmp_path / "pwned").exists()
-
-
-def test_scores_from_confusion() -> None:
-    truth = torch.tensor([0, 0, 1, 1, 1, 0])
-    pred = torch.tensor([0, 1, 1, 1, 0, 0])
-    s = scores(confusion(pred, truth, 2), ("background", "ER"))
-    assert s["iou_ER"] == pytest.approx(2 / 4) and s["dice_ER"] == pytest.approx(4 / 6)
-    assert s["iou_background"] == pytest.approx(2 / 4)
 
 
 def _config(dataset: Path, out: Path, epochs: int, resume: Path | None = None) -> TrainConfig:

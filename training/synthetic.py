@@ -1,9 +1,12 @@
 """Synthetic ER images with exact labels (numpy/scipy only; importable without torch).
 
-A polygonal tubule network from the Voronoi diagram of random seeds, bounded by
-a cell outline, blurred by a Gaussian PSF over haze and background, with
-Poisson shot noise, read noise and offset, quantised to 8 or 16 bits.
-Everything is vectorised and seeded.
+A cell is a nucleus (rendered far above saturation, as the perinuclear ER is in
+widefield frames, and labelled background like in the human labels) inside an
+irregular outline. Seeds are drawn denser near the nucleus; their Voronoi diagram
+gives a polygonal network whose edges are bent into smooth curves, some removed
+(free ends). Tubules get their own brightness, junctions are brighter; a Gaussian
+PSF, haze, perinuclear glow, a field gradient, shot noise, read noise and offset
+follow, quantised to 8 or 16 bits. Everything is vectorised and seeded.
 """
 
 from __future__ import annotations
@@ -14,22 +17,30 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import Voronoi
 
+Range = tuple[float, float]
+
 
 @dataclass(frozen=True)
 class SyntheticConfig:
-    """Ranges (low, high) from which each frame draws its parameters."""
+    """Ranges (low, high) from which each stack draws its parameters."""
 
-    height: int = 256
-    width: int = 256
-    spacing: tuple[float, float] = (12.0, 30.0)  # mean distance between seeds, px
-    keep_edges: tuple[float, float] = (0.75, 0.95)  # fraction of network edges kept
-    label_width: tuple[float, float] = (2.5, 4.0)  # tubule thickness in labels, px
-    psf_sigma: tuple[float, float] = (0.8, 1.6)  # px
-    signal: tuple[float, float] = (40.0, 160.0)  # photons at a tubule's centre
-    haze: tuple[float, float] = (0.0, 30.0)  # out-of-focus photons inside the cell
-    background: tuple[float, float] = (2.0, 10.0)  # photons outside cells
-    read_noise: tuple[float, float] = (1.0, 4.0)  # camera counts
-    offset: float = 5.0  # camera counts
+    height: int = 512
+    width: int = 512
+    nucleus_radius: Range = (0.06, 0.22)  # fraction of the frame's shorter side; 0 = no nucleus
+    cell_extent: Range = (1.8, 3.5)  # cell radius / nucleus radius
+    spacing_centre: Range = (7.0, 14.0)  # seed spacing next to the nucleus, px
+    spacing_edge: Range = (16.0, 36.0)  # seed spacing at the cell's edge, px
+    keep_edges: Range = (0.6, 0.95)  # fraction of network edges kept
+    bend: Range = (0.0, 0.25)  # midpoint displacement / edge length
+    label_width: Range = (3.0, 5.5)  # tubule thickness in labels, px
+    psf_sigma: Range = (0.9, 2.0)  # px
+    signal: Range = (25.0, 140.0)  # counts at a tubule's centre
+    junction_gain: Range = (0.2, 0.8)  # extra brightness at junctions
+    haze: Range = (5.0, 60.0)  # diffuse counts inside the cell
+    glow: Range = (0.1, 0.6)  # perinuclear glow as a fraction of full scale
+    background: Range = (5.0, 45.0)  # counts outside cells
+    gain: Range = (0.5, 3.0)  # counts per photon (shot noise)
+    read_noise: Range = (1.0, 5.0)  # counts
     bit_depth: int = 8
 
 
@@ -39,7 +50,7 @@ class SyntheticFrame:
     mask: np.ndarray  # uint8 class ids, 1 = ER
 
 
-def _uniform(rng: np.random.Generator, bounds: tuple[float, float]) -> float:
+def _draw(rng: np.random.Generator, bounds: Range) -> float:
     return float(rng.uniform(*bounds))
 
 
@@ -53,30 +64,19 @@ def _edge_hash(a: np.ndarray, b: np.ndarray, seed: int) -> np.ndarray:
     return (h % np.uint64(1 << 24)).astype(np.float64) / float(1 << 24)
 
 
-def _rasterise(segments: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Boolean centreline image of line segments (S x 4: y0, x0, y1, x1), sampled every 0.5 px."""
-    out = np.zeros((height, width), bool)
-    if len(segments) == 0:
-        return out
-    p0, p1 = segments[:, :2], segments[:, 2:]
-    counts = np.ceil(np.linalg.norm(p1 - p0, axis=1) / 0.5).astype(np.int64) + 1
-    seg = np.repeat(np.arange(len(segments)), counts)
+def _curve_points(
+    p0: np.ndarray, mid: np.ndarray, p1: np.ndarray, step: float = 0.5
+) -> tuple[np.ndarray, np.ndarray]:
+    """Samples every ``step`` px along quadratic curves through p0, mid, p1 (E x 2 each),
+    and the index of the curve of each sample."""
+    control = 2 * mid - (p0 + p1) / 2  # the Bezier control point that puts mid on the curve
+    length = np.linalg.norm(mid - p0, axis=1) + np.linalg.norm(p1 - mid, axis=1)
+    counts = np.ceil(length / step).astype(np.int64) + 1
+    edge = np.repeat(np.arange(len(p0)), counts)
     first = np.repeat(np.cumsum(counts) - counts, counts)
-    t = ((np.arange(counts.sum()) - first) / np.maximum(counts[seg] - 1, 1))[:, None]
-    pts = np.rint(p0[seg] + t * (p1[seg] - p0[seg])).astype(np.int64)
-    inside = (pts[:, 0] >= 0) & (pts[:, 0] < height) & (pts[:, 1] >= 0) & (pts[:, 1] < width)
-    out[pts[inside, 0], pts[inside, 1]] = True
-    return out
-
-
-def _network_segments(points: np.ndarray, keep: float, seed: int) -> np.ndarray:
-    vor = Voronoi(points)
-    ridges = np.asarray(vor.ridge_vertices)
-    pairs = np.asarray(vor.ridge_points)
-    finite = (ridges >= 0).all(axis=1)
-    kept = finite & (_edge_hash(pairs[:, 0], pairs[:, 1], seed) < keep)
-    v = vor.vertices[ridges[kept]]
-    return v.reshape(-1, 4)
+    t = ((np.arange(counts.sum()) - first) / np.maximum(counts[edge] - 1, 1))[:, None]
+    pts = (1 - t) ** 2 * p0[edge] + 2 * (1 - t) * t * control[edge] + t**2 * p1[edge]
+    return pts, edge
 
 
 def _smooth_field(rng: np.random.Generator, height: int, width: int, scale: float) -> np.ndarray:
@@ -88,6 +88,84 @@ def _smooth_field(rng: np.random.Generator, height: int, width: int, scale: floa
     return field / max(float(field.max()), 1e-9)
 
 
+@dataclass
+class _Cell:
+    """What stays fixed over a time-lapse: geometry, seeds and imaging parameters."""
+
+    centre: np.ndarray
+    nucleus: float  # radius, px
+    outline: np.ndarray  # H x W relative radius (distance / cell radius) with angular wobble
+    points: np.ndarray
+    keep: float
+    bend: float
+    width: float
+    edge_gain_seed: int
+
+
+def _make_cell(rng: np.random.Generator, cfg: SyntheticConfig) -> _Cell:
+    h, w = cfg.height, cfg.width
+    short = min(h, w)
+    nucleus = _draw(rng, cfg.nucleus_radius) * short
+    extent = _draw(rng, cfg.cell_extent)
+    cell_radius = max(nucleus * extent, 0.3 * short)
+    centre = rng.uniform((0.15 * h, 0.15 * w), (0.85 * h, 0.85 * w))
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    angle = np.arctan2(yy - centre[0], xx - centre[1])
+    harmonics = rng.normal(0, 0.12, size=(2, 5))
+    wobble = sum(
+        harmonics[0, k] * np.cos((k + 1) * angle) + harmonics[1, k] * np.sin((k + 1) * angle)
+        for k in range(5)
+    )
+    outline = np.hypot(yy - centre[0], xx - centre[1]) / (cell_radius * (1 + wobble))
+    # Seeds: density falls from the nucleus to the cell edge (rejection sampling).
+    s_in, s_out = _draw(rng, cfg.spacing_centre), _draw(rng, cfg.spacing_edge)
+    margin = 2 * s_out
+    area = (h + 2 * margin) * (w + 2 * margin)
+    candidates = rng.uniform((-margin, -margin), (h + margin, w + margin), size=(int(area / s_in**2), 2))
+    r = np.clip(
+        (np.linalg.norm(candidates - centre, axis=1) - nucleus) / max(cell_radius - nucleus, 1.0), 0, 1
+    )
+    spacing = s_in + (s_out - s_in) * r
+    points = candidates[rng.random(len(candidates)) < (s_in / spacing) ** 2]
+    return _Cell(
+        centre,
+        nucleus,
+        outline,
+        points,
+        _draw(rng, cfg.keep_edges),
+        _draw(rng, cfg.bend),
+        _draw(rng, cfg.label_width),
+        int(rng.integers(1 << 30)),
+    )
+
+
+def _render_network(
+    cell: _Cell, cfg: SyntheticConfig, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Centre-line brightness image (0 off the network) and junction impulse image."""
+    h, w = cfg.height, cfg.width
+    vor = Voronoi(cell.points)
+    ridges, pairs = np.asarray(vor.ridge_vertices), np.asarray(vor.ridge_points)
+    kept = (ridges >= 0).all(axis=1) & (_edge_hash(pairs[:, 0], pairs[:, 1], cell.edge_gain_seed) < cell.keep)
+    ends = vor.vertices[ridges[kept]]
+    p0, p1 = ends[:, 0], ends[:, 1]
+    normal = (p1 - p0)[:, ::-1] * np.array([1.0, -1.0])
+    displacement = rng.normal(0.0, cell.bend, size=(len(p0), 1))
+    pts, edge = _curve_points(p0, (p0 + p1) / 2 + normal * displacement, p1)
+    gains = 0.5 + _edge_hash(pairs[kept, 0], pairs[kept, 1], cell.edge_gain_seed + 1)  # 0.5..1.5 per tubule
+    ij = np.rint(pts).astype(np.int64)
+    inside = (ij[:, 0] >= 0) & (ij[:, 0] < h) & (ij[:, 1] >= 0) & (ij[:, 1] < w)
+    centre = np.zeros((h, w), np.float32)
+    np.maximum.at(centre, (ij[inside, 0], ij[inside, 1]), gains[edge[inside]].astype(np.float32))
+    # Junctions: Voronoi vertices shared by 3 or more kept edges.
+    vertex_ids, degree = np.unique(ridges[kept].ravel(), return_counts=True)
+    junctions = np.rint(vor.vertices[vertex_ids[degree >= 3]]).astype(np.int64)
+    ok = (junctions[:, 0] >= 0) & (junctions[:, 0] < h) & (junctions[:, 1] >= 0) & (junctions[:, 1] < w)
+    spots = np.zeros((h, w), np.float32)
+    spots[junctions[ok, 0], junctions[ok, 1]] = 1.0
+    return centre, spots
+
+
 def generate_stack(
     n_frames: int = 1, seed: int = 0, config: SyntheticConfig | None = None, drift: float = 0.6
 ) -> list[SyntheticFrame]:
@@ -95,30 +173,46 @@ def generate_stack(
     cfg = config or SyntheticConfig()
     rng = np.random.default_rng(seed)
     h, w = cfg.height, cfg.width
-    spacing = _uniform(rng, cfg.spacing)
-    margin = 2 * spacing
-    n_points = max(4, int((h + 2 * margin) * (w + 2 * margin) / spacing**2))
-    points = rng.uniform((-margin, -margin), (h + margin, w + margin), size=(n_points, 2))
-    keep = _uniform(rng, cfg.keep_edges)
-    width_px = _uniform(rng, cfg.label_width)
-    psf = _uniform(rng, cfg.psf_sigma)
-    signal, haze_level = _uniform(rng, cfg.signal), _uniform(rng, cfg.haze)
-    background, read_noise = _uniform(rng, cfg.background), _uniform(rng, cfg.read_noise)
-    cell = _smooth_field(rng, h, w, max(h, w) / 2) > rng.uniform(0.15, 0.4)
-    gradient = 0.5 + _smooth_field(rng, h, w, max(h, w) / 1.5)
-    haze = ndimage.gaussian_filter(cell.astype(np.float32), max(h, w) / 20) * haze_level
-    max_value = (1 << cfg.bit_depth) - 1
+    cell = _make_cell(rng, cfg)
+    full_scale = float((1 << cfg.bit_depth) - 1)
+    counts_scale = full_scale / 255.0  # parameters are given in 8-bit counts
+    psf, signal = _draw(rng, cfg.psf_sigma), _draw(rng, cfg.signal) * counts_scale
+    junction_gain, haze_level = _draw(rng, cfg.junction_gain), _draw(rng, cfg.haze) * counts_scale
+    background = _draw(rng, cfg.background) * counts_scale
+    gain, read_noise = _draw(rng, cfg.gain) * counts_scale, _draw(rng, cfg.read_noise) * counts_scale
+    inside = cell.outline <= 1.0
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    nucleus_distance = np.hypot(yy - cell.centre[0], xx - cell.centre[1]) - cell.nucleus
+    nucleus = nucleus_distance <= 0
+    glow = (
+        _draw(rng, cfg.glow)
+        * full_scale
+        * np.exp(-np.maximum(nucleus_distance, 0) / max(8.0, 0.35 * cell.nucleus))
+    )
+    haze = ndimage.gaussian_filter(inside.astype(np.float32), 0.05 * min(h, w) + 1) * haze_level
+    field = 0.6 + 0.8 * _smooth_field(rng, h, w, max(h, w) / 1.5)
+    sigma_profile = cell.width / 3.0
     frames = []
     for _ in range(n_frames):
-        centre = _rasterise(_network_segments(points, keep, seed), h, w) & cell
-        distance = ndimage.distance_transform_edt(~centre)
-        mask = distance <= width_px / 2
-        tubules = ndimage.gaussian_filter(np.exp(-(distance**2) / (2 * (width_px / 3) ** 2)), psf)
-        photons = (signal * tubules + haze) * gradient + background
-        counts = rng.poisson(photons) + rng.normal(cfg.offset, read_noise, size=(h, w))
-        image = np.clip(np.rint(counts), 0, max_value).astype(np.uint8 if cfg.bit_depth <= 8 else np.uint16)
-        frames.append(SyntheticFrame(image, mask.astype(np.uint8)))
-        points = points + rng.normal(0.0, drift, size=points.shape)
+        centre, spots = _render_network(cell, cfg, rng)
+        centre *= inside
+        distance, (iy, ix) = ndimage.distance_transform_edt(centre == 0, return_indices=True)
+        tubules = centre[iy, ix] * np.exp(-(distance**2) / (2 * sigma_profile**2))
+        tubules += (
+            junction_gain
+            * ndimage.gaussian_filter(spots * inside, cell.width / 2)
+            * (2 * np.pi * (cell.width / 2) ** 2)
+        )
+        expected = ndimage.gaussian_filter(tubules, psf) * signal * field + haze * field + background
+        expected += glow + nucleus * 4 * full_scale  # the perinuclear region saturates
+        counts = gain * rng.poisson(np.maximum(expected, 0) / gain) + rng.normal(0, read_noise, size=(h, w))
+        image = np.clip(np.rint(counts), 0, full_scale)
+        saturated_region = ndimage.binary_opening(expected >= full_scale, iterations=2)
+        mask = (distance <= cell.width / 2) & inside & ~saturated_region
+        frames.append(
+            SyntheticFrame(image.astype(np.uint8 if cfg.bit_depth <= 8 else np.uint16), mask.astype(np.uint8))
+        )
+        cell.points = cell.points + rng.normal(0.0, drift, size=cell.points.shape)
     return frames
 
 

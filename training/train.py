@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from ernet.runtime import __version__
 from ernet.runtime.errors import InputError
+from ernet.runtime.evaluation import confusion_matrix, scores
 from ernet.runtime.metadata import ModelConfig, ModelMetadata
 from ernet.runtime.preprocess import Normalization
 from ernet.runtime.progress import progress
@@ -84,27 +85,6 @@ def split_samples(cfg: TrainConfig) -> tuple[list[Sample], list[Sample], dict[st
     return train, val, provenance
 
 
-def confusion(pred: torch.Tensor, target: torch.Tensor, n_classes: int) -> torch.Tensor:
-    """K x K confusion matrix, rows = truth, columns = prediction."""
-    index = target.reshape(-1) * n_classes + pred.reshape(-1)
-    return torch.bincount(index, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
-
-
-def scores(matrix: torch.Tensor, class_names: tuple[str, ...]) -> dict[str, float]:
-    """Per-class IoU and Dice from a confusion matrix (NaN for a class never present)."""
-    m = matrix.double()
-    tp = m.diag()
-    fp, fn = m.sum(0) - tp, m.sum(1) - tp
-    iou = tp / (tp + fp + fn)
-    dice = 2 * tp / (2 * tp + fp + fn)
-    out: dict[str, float] = {}
-    for i, name in enumerate(class_names):
-        out[f"iou_{name}"] = float(iou[i])
-        out[f"dice_{name}"] = float(dice[i])
-    out["mean_iou_foreground"] = float(np.nanmean(iou[1:].numpy())) if len(class_names) > 1 else float(iou[0])
-    return out
-
-
 @torch.no_grad()
 def evaluate(
     model: ERNet, tiles: list[Sample], class_names: tuple[str, ...], device: torch.device
@@ -112,10 +92,10 @@ def evaluate(
     """IoU and Dice per class over fixed validation crops."""
     model.eval()
     n = len(class_names)
-    matrix = torch.zeros(n, n, dtype=torch.int64)
+    matrix = np.zeros((n, n), np.int64)
     for tile in tiles:
         logits = model(torch.from_numpy(np.ascontiguousarray(tile.image))[None].to(device))
-        matrix += confusion(logits.argmax(1).cpu(), torch.from_numpy(tile.mask), n)
+        matrix += confusion_matrix(logits.argmax(1).cpu().numpy(), tile.mask, n)
     return scores(matrix, class_names)
 
 

@@ -70,3 +70,17 @@ def test_flops_per_pixel_of_published_model() -> None:
     assert ModelConfig().flops_per_pixel == 2 * (
         9 * 64 + 5 * (10 * 2 * 9 * 64 * 64 + 9 * 64 * 64) + 9 * 64 * 64 + 64 * 2
     )
+
+
+def test_scores_from_confusion() -> None:
+    from ernet.runtime.evaluation import confusion_matrix, scores
+
+    truth = np.array([0, 0, 1, 1, 1, 0])
+    pred = np.array([0, 1, 1, 1, 0, 0])
+    matrix = confusion_matrix(pred, truth, 2)
+    np.testing.assert_array_equal(matrix, [[2, 1], [1, 2]])
+    s = scores(matrix, ("background", "ER"))
+    assert s["iou_ER"] == pytest.approx(2 / 4) and s["dice_ER"] == pytest.approx(4 / 6)
+    assert s["iou_background"] == pytest.approx(2 / 4) and s["mean_iou_foreground"] == pytest.approx(0.5)
+    empty = scores(confusion_matrix(np.zeros(4), np.zeros(4), 2), ("background", "ER"))
+    assert np.isnan(empty["iou_ER"]) and np.isnan(empty["mean_iou_foreground"])

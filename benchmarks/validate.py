@@ -1,0 +1,115 @@
+"""``ernet-validate``: per-frame IoU and Dice of a model on labelled frames,
+beside a classical local-threshold baseline.
+
+Reads NAME_image / NAME_mask pairs (by default the real frames in
+``../shared/data/er-real``), segments each image whole-frame-normalised through
+the runtime exactly as ``ernet-infer`` does, and scores the ER class.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import typer
+from ernet.runtime import Segmenter
+from ernet.runtime.errors import ErnetError, InputError
+from ernet.runtime.evaluation import confusion_matrix, scores
+from ernet.runtime.io import SUPPORTED_SUFFIXES, atomic_output, read_image
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+DEFAULT_DATA = Path("../shared/data/er-real")
+
+
+def labelled_pairs(folder: Path) -> list[tuple[str, Path, Path]]:
+    """(name, image, mask) for every NAME_image.EXT with a NAME_mask.EXT beside it."""
+    pairs = []
+    for image in sorted(folder.glob("*_image.*")):
+        if image.suffix.lower() not in SUPPORTED_SUFFIXES:
+            continue
+        name = image.stem.removesuffix("_image")
+        mask = image.with_name(f"{name}_mask{image.suffix}")
+        if mask.is_file():
+            pairs.append((name, image, mask))
+    if not pairs:
+        raise InputError(f"{folder}: no NAME_image / NAME_mask pairs")
+    return pairs
+
+
+def local_threshold(frame: np.ndarray, block: int = 31, offset: float = 0.0) -> np.ndarray:
+    """Classical baseline: a pixel is ER where its smoothed value exceeds the mean of
+    its ``block`` x ``block`` neighbourhood (plus ``offset`` x the frame's std)."""
+    from scipy import ndimage
+
+    smooth = ndimage.gaussian_filter(frame.astype(np.float32), 1.0)
+    local = ndimage.uniform_filter(smooth, block)
+    return (smooth > local + offset * smooth.std()).astype(np.uint8)
+
+
+def frame_scores(prediction: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+    """IoU and Dice of the ER class (id 1)."""
+    s = scores(confusion_matrix(prediction, truth, 2), ("background", "ER"))
+    return {"iou": s["iou_ER"], "dice": s["dice_ER"]}
+
+
+@app.command()
+def validate(
+    data: Annotated[Path, typer.Argument(help="Folder of NAME_image / NAME_mask pairs.")] = DEFAULT_DATA,
+    model: Annotated[
+        Path | None, typer.Option("--model", "-m", help="ERNet ONNX; default: the embedded one.")
+    ] = None,
+    provider: str = "auto",
+    tile: int | None = None,
+    overlap: int | None = None,
+    baseline: Annotated[bool, typer.Option(help="Also score the local-threshold baseline.")] = True,
+    out: Annotated[Path | None, typer.Option(help="Write results.json here.")] = None,
+) -> None:
+    """Score a model (and the classical baseline) on labelled frames, frame by frame."""
+    try:
+        pairs = labelled_pairs(data)
+        seg = Segmenter(model, provider=provider, tile=tile, overlap=overlap)
+    except (ErnetError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise typer.Exit(1) from None
+    rows: list[dict[str, Any]] = []
+    print(
+        f"{'frame':<16} {'IoU':>6} {'Dice':>6}" + (f" {'baseline IoU':>13} {'Dice':>6}" if baseline else "")
+    )
+    for name, image_path, mask_path in pairs:
+        frame, truth = read_image(image_path).data, read_image(mask_path).data
+        row: dict[str, Any] = {"frame": name, **frame_scores(seg.segment(frame), truth)}
+        if baseline:
+            base = frame_scores(local_threshold(frame), truth)
+            row.update(baseline_iou=base["iou"], baseline_dice=base["dice"])
+        rows.append(row)
+        print(
+            f"{name:<16} {row['iou']:6.3f} {row['dice']:6.3f}"
+            + (f" {row['baseline_iou']:13.3f} {row['baseline_dice']:6.3f}" if baseline else "")
+        )
+    mean = {k: statistics.fmean(r[k] for r in rows) for k in rows[0] if k != "frame"}
+    print(
+        f"{'mean':<16} {mean['iou']:6.3f} {mean['dice']:6.3f}"
+        + (f" {mean['baseline_iou']:13.3f} {mean['baseline_dice']:6.3f}" if baseline else "")
+    )
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        result = {
+            "model": str(seg.model_path),
+            "metadata": seg.metadata.to_dict(),
+            "provider": seg.backend.description,
+            "tile": seg.tile,
+            "overlap": seg.overlap,
+            "frames": rows,
+            "mean": mean,
+        }
+        with atomic_output(out / "validation.json") as tmp:
+            tmp.write_text(json.dumps(result, indent=2))
+
+
+def main() -> None:
+    """Entry point of ``ernet-validate``."""
+    app()

@@ -1,0 +1,48 @@
+"""ernet-validate: per-frame scores of a model and of the classical baseline."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+
+pytest.importorskip("scipy")
+
+from conftest import run_cli  # noqa: E402
+from ernet.benchmarks.validate import frame_scores, labelled_pairs, local_threshold  # noqa: E402
+from ernet.runtime.errors import InputError  # noqa: E402
+from ernet.training.synthetic import SyntheticConfig, generate  # noqa: E402
+
+
+def test_local_threshold_finds_bright_lines() -> None:
+    frame = np.full((64, 64), 20.0)
+    frame[30:33, :] = 200.0
+    mask = local_threshold(frame)
+    assert mask[31].all() and mask[:20].sum() == 0
+
+
+def test_frame_scores() -> None:
+    truth = np.array([[0, 1], [1, 1]])
+    assert frame_scores(truth, truth) == {"iou": 1.0, "dice": 1.0}
+    assert frame_scores(np.array([[0, 1], [0, 0]]), truth) == pytest.approx({"iou": 1 / 3, "dice": 0.5})
+
+
+def test_validate_cli(tiny_onnx: Path, tmp_path: Path) -> None:
+    for i in range(2):
+        frame = generate(i, SyntheticConfig(height=96, width=120))
+        tifffile.imwrite(tmp_path / f"s{i}_image.tif", frame.image)
+        tifffile.imwrite(tmp_path / f"s{i}_mask.tif", frame.mask)
+    assert [p[0] for p in labelled_pairs(tmp_path)] == ["s0", "s1"]
+    done = run_cli(
+        "ernet-validate", tmp_path, "--model", tiny_onnx, "--provider", "cpu", "--out", tmp_path / "r"
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads((tmp_path / "r" / "validation.json").read_text())
+    assert [r["frame"] for r in result["frames"]] == ["s0", "s1"]
+    assert 0 <= result["mean"]["iou"] <= 1 and 0 <= result["mean"]["baseline_iou"] <= 1
+    assert "mean" in done.stdout.splitlines()[-1]
+    with pytest.raises(InputError, match="no NAME_image"):
+        labelled_pairs(tmp_path / "r")
