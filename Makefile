@@ -11,12 +11,16 @@ TRAIN_DATA ?= $(BUILD)/synthetic
 TRAIN_ARGS ?= --epochs 8 --steps-per-epoch 50 --batch-size 4 --crop 128 --lr 1e-3 --lr-step 4 \
               --features 16 --groups 2 --blocks 2 --reduction 4
 CHECKPOINT ?= $(BUILD)/train/best.pt
+# make train-default: rebuilds the embedded default model from the repository alone.
+DEFAULT_TRAIN_ARGS ?= --epochs 30 --steps-per-epoch 100 --batch-size 4 --crop 256 --lr 1e-3 --lr-step 10 \
+                      --features 16 --groups 2 --blocks 2 --reduction 4 --val-fraction 0.1 --seed 0
+REAL_DATA ?= ../shared/data/er-real
 MODEL      ?= $(BUILD)/model.onnx
 DEFAULT_MODEL := runtime/models/default.onnx
 # The demo uses the embedded default model when the package has one, else `make export`'s.
 DEMO_MODEL := $(if $(wildcard $(DEFAULT_MODEL)),$(DEFAULT_MODEL),$(MODEL))
 
-.PHONY: install test test-all demo train export bench lint clean
+.PHONY: install test test-all demo train export train-default validate bench lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -49,13 +53,24 @@ train: $(CHECKPOINT)
 
 export: $(MODEL)
 
+train-default: $(STAMP)
+	$(BIN)/ernet-simulate $(BUILD)/default/data --count 200 --size 512x512 --seed 1
+	$(BIN)/ernet-train $(BUILD)/default/data --out $(BUILD)/default $(DEFAULT_TRAIN_ARGS)
+	$(BIN)/ernet-export $(BUILD)/default/best.pt --output $(DEFAULT_MODEL) --overwrite
+
+# Per-frame IoU/Dice of the demo model on the real labelled frames, beside the baseline.
+validate: $(STAMP) $(DEMO_MODEL)
+	$(BIN)/ernet-validate $(REAL_DATA) --model $(DEMO_MODEL) --out $(BUILD)/validate
+
 $(BUILD)/demo/sample_image.tif: $(STAMP)
 	$(BIN)/ernet-simulate $(BUILD)/demo --count 1 --frames 10 --size 512x512 --seed 7
+	mv $(BUILD)/demo/synthetic_0000_mask.tif $(BUILD)/demo/sample_mask.tif
 	mv $(BUILD)/demo/synthetic_0000_image.tif $@
-	mv $(BUILD)/demo/synthetic_0000_mask.tif $(BUILD)/demo/sample_truth.tif
 
+# Segment a generated time-lapse, then score the masks against its known labels.
 demo: $(STAMP) $(BUILD)/demo/sample_image.tif $(DEMO_MODEL)
-	$(BIN)/ernet-infer $(BUILD)/demo/sample_image.tif --model $(DEMO_MODEL) --overwrite
+	$(BIN)/ernet-infer $(BUILD)/demo/sample_image.tif --model $(DEMO_MODEL) --out $(BUILD)/demo/out --overwrite
+	$(BIN)/ernet-validate $(BUILD)/demo --predictions $(BUILD)/demo/out --no-baseline
 
 bench: $(STAMP) $(DEMO_MODEL)
 	$(BIN)/ernet-bench --model $(DEMO_MODEL) --out $(BUILD)/bench

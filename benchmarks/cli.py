@@ -11,7 +11,9 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -70,9 +72,14 @@ def machine() -> dict[str, Any]:
     }
 
 
+def uint16_frame(height: int, width: int) -> np.ndarray:
+    """A uint16 frame (the costlier input type: converted to float32 before use)."""
+    return np.random.default_rng(0).integers(0, 4096, (height, width), dtype=np.uint16)
+
+
 def bench_frame(seg: Segmenter, height: int, width: int, repeats: int) -> dict[str, Any]:
     """End-to-end ``segment`` latency vs the raw model on the same tiles."""
-    frame = np.random.default_rng(0).integers(0, 255, (height, width), dtype=np.uint8)
+    frame = uint16_frame(height, width)
     grid = TileGrid.plan(height, width, seg.tile, seg.overlap)
     tiles = np.zeros(
         (len(grid), seg.metadata.config.in_channels, grid.tile_height, grid.tile_width), np.float32
@@ -95,6 +102,19 @@ def bench_frame(seg: Segmenter, height: int, width: int, repeats: int) -> dict[s
     }
 
 
+def bench_cli(model: Path, provider: str, height: int, width: int, repeats: int) -> dict[str, Any]:
+    """Wall time of whole ``ernet-infer`` runs (start-up, model load, IO) on one frame."""
+    import tifffile
+
+    command = Path(sys.executable).parent / "ernet-infer"
+    with tempfile.TemporaryDirectory() as tmp:
+        frame = Path(tmp) / "frame.tif"
+        tifffile.imwrite(frame, uint16_frame(height, width))
+        args = [str(command), str(frame), "--model", str(model), "--provider", provider, "--overwrite", "-q"]
+        seconds = timings(lambda: subprocess.run(args, check=True, capture_output=True), repeats)
+    return {"frame": f"{height}x{width} uint16", **summary(seconds)}
+
+
 def markdown(result: dict[str, Any]) -> str:
     """The results as a Markdown table with the machine description."""
     m = result["machine"]
@@ -112,6 +132,13 @@ def markdown(result: dict[str, Any]) -> str:
             f"| {r['frame']} | {r['tiles']} | {e['median_s']:.3f} ({e['p95_s']:.3f}) | "
             f"{mo['median_s']:.3f} | {r['mpix_per_s']:.2f} | {r['overhead']:+.1%} |"
         )
+    if "cli" in result:
+        c = result["cli"]
+        lines += [
+            "",
+            f"`ernet-infer` on one {c['frame']} frame, whole process: median {c['median_s']:.2f} s "
+            f"(p95 {c['p95_s']:.2f} s, min {c['min_s']:.2f} s, max {c['max_s']:.2f} s).",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -125,9 +152,10 @@ def bench(
     tile: Annotated[int | None, typer.Option(help="Tile size; default: the model's.")] = None,
     batch: int = 4,
     repeats: int = 5,
+    cli: Annotated[bool, typer.Option(help="Also time whole ernet-infer runs on the largest frame.")] = True,
     out: Annotated[Path | None, typer.Option(help="Folder for results.json and results.md.")] = None,
 ) -> None:
-    """Time single-frame segmentation through the embeddable API."""
+    """Time single-frame segmentation through the embeddable API and through ernet-infer."""
     try:
         seg = Segmenter(model, provider=provider, tile=tile, batch=batch)
         shapes = [tuple(int(v) for v in s.lower().split("x")) for s in sizes.split(",")]
@@ -144,6 +172,9 @@ def bench(
         "repeats": repeats,
         "frames": [bench_frame(seg, h, w, repeats) for h, w in shapes],
     }
+    if cli and seg.model_path is not None:
+        height, width = max(shapes, key=lambda hw: hw[0] * hw[1])
+        result["cli"] = bench_cli(seg.model_path, provider, height, width, repeats)
     table = markdown(result)
     print(table)
     if out is not None:

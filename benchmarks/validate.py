@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import statistics
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,7 +20,7 @@ import typer
 from ernet.runtime import Segmenter
 from ernet.runtime.errors import ErnetError, InputError
 from ernet.runtime.evaluation import confusion_matrix, scores
-from ernet.runtime.io import SUPPORTED_SUFFIXES, atomic_output, read_image
+from ernet.runtime.io import SUPPORTED_SUFFIXES, atomic_output, mask_path, read_image
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 DEFAULT_DATA = Path("../shared/data/er-real")
@@ -51,9 +52,35 @@ def local_threshold(frame: np.ndarray, block: int = 31, offset: float = 0.0) -> 
 
 
 def frame_scores(prediction: np.ndarray, truth: np.ndarray) -> dict[str, float]:
-    """IoU and Dice of the ER class (id 1)."""
+    """IoU and Dice of the ER class (id 1) over all pixels of a frame or stack."""
     s = scores(confusion_matrix(prediction, truth, 2), ("background", "ER"))
     return {"iou": s["iou_ER"], "dice": s["dice_ER"]}
+
+
+Predict = Callable[[Path, list[np.ndarray]], np.ndarray]
+
+
+def score_pair(
+    name: str, image_path: Path, truth_path: Path, predict: Predict, baseline: bool
+) -> dict[str, Any]:
+    """Scores of one labelled image or stack (all its frames together)."""
+    image, truth = read_image(image_path), read_image(truth_path).data
+    if truth.shape != image.data.shape:
+        raise InputError(f"{truth_path}: shape {truth.shape} differs from {image_path}'s {image.data.shape}")
+    frames = list(image.frames())
+    truth = truth.reshape(len(frames), *image.frame_shape)
+    row: dict[str, Any] = {"frame": name, **frame_scores(predict(image_path, frames), truth)}
+    if baseline:
+        base = frame_scores(np.stack([local_threshold(f) for f in frames]), truth)
+        row.update(baseline_iou=base["iou"], baseline_dice=base["dice"])
+    return row
+
+
+def _line(row: dict[str, Any]) -> str:
+    text = f"{row['frame']:<16} {row['iou']:6.3f} {row['dice']:6.3f}"
+    return text + (
+        f" {row['baseline_iou']:13.3f} {row['baseline_dice']:6.3f}" if "baseline_iou" in row else ""
+    )
 
 
 @app.command()
@@ -65,49 +92,52 @@ def validate(
     provider: str = "auto",
     tile: int | None = None,
     overlap: int | None = None,
+    predictions: Annotated[
+        Path | None,
+        typer.Option(help="Score the masks ernet-infer wrote to this folder instead of running a model."),
+    ] = None,
     baseline: Annotated[bool, typer.Option(help="Also score the local-threshold baseline.")] = True,
-    out: Annotated[Path | None, typer.Option(help="Write results.json here.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Write validation.json here.")] = None,
 ) -> None:
     """Score a model (and the classical baseline) on labelled frames, frame by frame."""
+    source: dict[str, Any] = {"predictions": str(predictions)}
     try:
         pairs = labelled_pairs(data)
-        seg = Segmenter(model, provider=provider, tile=tile, overlap=overlap)
+        if predictions is not None:
+
+            def predict(image_path: Path, frames: list[np.ndarray]) -> np.ndarray:
+                mask = read_image(mask_path(image_path, predictions)).data
+                return mask.reshape(len(frames), *frames[0].shape)
+        else:
+            seg = Segmenter(model, provider=provider, tile=tile, overlap=overlap)
+            source = {
+                "model": str(seg.model_path),
+                "metadata": seg.metadata.to_dict(),
+                "provider": seg.backend.description,
+                "tile": seg.tile,
+                "overlap": seg.overlap,
+            }
+
+            def predict(image_path: Path, frames: list[np.ndarray]) -> np.ndarray:
+                return np.stack([seg.segment(f) for f in frames])
+
+        print(
+            f"{'frame':<16} {'IoU':>6} {'Dice':>6}"
+            + (f" {'baseline IoU':>13} {'Dice':>6}" if baseline else "")
+        )
+        rows = []
+        for name, image_path, truth_path in pairs:
+            rows.append(score_pair(name, image_path, truth_path, predict, baseline))
+            print(_line(rows[-1]))
     except (ErnetError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise typer.Exit(1) from None
-    rows: list[dict[str, Any]] = []
-    print(
-        f"{'frame':<16} {'IoU':>6} {'Dice':>6}" + (f" {'baseline IoU':>13} {'Dice':>6}" if baseline else "")
-    )
-    for name, image_path, mask_path in pairs:
-        frame, truth = read_image(image_path).data, read_image(mask_path).data
-        row: dict[str, Any] = {"frame": name, **frame_scores(seg.segment(frame), truth)}
-        if baseline:
-            base = frame_scores(local_threshold(frame), truth)
-            row.update(baseline_iou=base["iou"], baseline_dice=base["dice"])
-        rows.append(row)
-        print(
-            f"{name:<16} {row['iou']:6.3f} {row['dice']:6.3f}"
-            + (f" {row['baseline_iou']:13.3f} {row['baseline_dice']:6.3f}" if baseline else "")
-        )
     mean = {k: statistics.fmean(r[k] for r in rows) for k in rows[0] if k != "frame"}
-    print(
-        f"{'mean':<16} {mean['iou']:6.3f} {mean['dice']:6.3f}"
-        + (f" {mean['baseline_iou']:13.3f} {mean['baseline_dice']:6.3f}" if baseline else "")
-    )
+    print(_line({"frame": "mean", **mean}))
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-        result = {
-            "model": str(seg.model_path),
-            "metadata": seg.metadata.to_dict(),
-            "provider": seg.backend.description,
-            "tile": seg.tile,
-            "overlap": seg.overlap,
-            "frames": rows,
-            "mean": mean,
-        }
         with atomic_output(out / "validation.json") as tmp:
-            tmp.write_text(json.dumps(result, indent=2))
+            tmp.write_text(json.dumps({**source, "frames": rows, "mean": mean}, indent=2))
 
 
 def main() -> None:

@@ -12,7 +12,7 @@ import typer
 
 from .backends import PROVIDER_CHOICES
 from .errors import ErnetError, OutputError, first_line
-from .io import read_image, write_mask
+from .io import mask_path, read_image, write_mask
 from .progress import progress
 from .segmenter import Segmenter
 
@@ -22,12 +22,6 @@ app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 def fail(message: str) -> None:
     """Print one error line to stderr."""
     print(f"error: {message}", file=sys.stderr, flush=True)
-
-
-def mask_path(image: Path, out_dir: Path | None) -> Path:
-    """``DIR/<stem>_mask.tif`` (DIR defaults to the image's folder)."""
-    stem = image.name.split(".")[0] if image.name.lower().endswith((".ome.tif", ".ome.tiff")) else image.stem
-    return (out_dir or image.parent) / f"{stem}_mask.tif"
 
 
 def plan_outputs(inputs: list[Path], out_dir: Path | None, overwrite: bool) -> list[Path]:

@@ -140,6 +140,15 @@ def _rational(value: object) -> float:
     return float(value)  # type: ignore[arg-type]
 
 
+def mask_path(image: Path, out_dir: Path | None = None) -> Path:
+    """Where ``ernet-infer`` writes the mask of ``image``: ``DIR/<stem>_mask.tif``
+    (DIR defaults to the image's folder; ``.ome.tif`` counts as one suffix)."""
+    stem = image.stem
+    if image.name.lower().endswith((".ome.tif", ".ome.tiff")):
+        stem = image.name[: image.name.lower().rindex(".ome.")]
+    return (out_dir or image.parent) / f"{stem}_mask.tif"
+
+
 @contextmanager
 def atomic_output(path: Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it to ``path`` only on success."""

@@ -44,5 +44,22 @@ def test_validate_cli(tiny_onnx: Path, tmp_path: Path) -> None:
     assert [r["frame"] for r in result["frames"]] == ["s0", "s1"]
     assert 0 <= result["mean"]["iou"] <= 1 and 0 <= result["mean"]["baseline_iou"] <= 1
     assert "mean" in done.stdout.splitlines()[-1]
+    # scoring the masks ernet-infer wrote gives the same numbers as running the model
+    done = run_cli(
+        "ernet-infer",
+        *sorted(tmp_path.glob("*_image.tif")),
+        "--model",
+        tiny_onnx,
+        "--provider",
+        "cpu",
+        "-q",
+        "--out",
+        tmp_path / "masks",
+    )
+    assert done.returncode == 0, done.stderr
+    done = run_cli("ernet-validate", tmp_path, "--predictions", tmp_path / "masks", "--out", tmp_path / "p")
+    assert done.returncode == 0, done.stderr
+    scored = json.loads((tmp_path / "p" / "validation.json").read_text())
+    assert scored["frames"] == result["frames"]
     with pytest.raises(InputError, match="no NAME_image"):
         labelled_pairs(tmp_path / "r")

@@ -34,10 +34,12 @@ class SyntheticConfig:
     bend: Range = (0.0, 0.25)  # midpoint displacement / edge length
     label_width: Range = (3.0, 5.5)  # tubule thickness in labels, px
     psf_sigma: Range = (0.9, 2.0)  # px
-    signal: Range = (25.0, 140.0)  # counts at a tubule's centre
+    signal: Range = (12.0, 140.0)  # counts at a tubule's centre
     junction_gain: Range = (0.2, 0.8)  # extra brightness at junctions
-    haze: Range = (5.0, 60.0)  # diffuse counts inside the cell
-    glow: Range = (0.1, 0.6)  # perinuclear glow as a fraction of full scale
+    haze: Range = (5.0, 80.0)  # diffuse counts inside the cell
+    glow: Range = (0.1, 0.9)  # perinuclear glow as a fraction of full scale
+    glow_decay: Range = (0.15, 0.6)  # glow decay length / nucleus radius
+    bright_label_cut: Range = (0.45, 0.8)  # labels call background where haze + glow exceed this x full scale
     background: Range = (5.0, 45.0)  # counts outside cells
     gain: Range = (0.5, 3.0)  # counts per photon (shot noise)
     read_noise: Range = (1.0, 5.0)  # counts
@@ -184,13 +186,15 @@ def generate_stack(
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     nucleus_distance = np.hypot(yy - cell.centre[0], xx - cell.centre[1]) - cell.nucleus
     nucleus = nucleus_distance <= 0
-    glow = (
-        _draw(rng, cfg.glow)
-        * full_scale
-        * np.exp(-np.maximum(nucleus_distance, 0) / max(8.0, 0.35 * cell.nucleus))
-    )
+    decay = max(8.0, _draw(rng, cfg.glow_decay) * cell.nucleus)
+    glow = _draw(rng, cfg.glow) * full_scale * np.exp(-np.maximum(nucleus_distance, 0) / decay)
     haze = ndimage.gaussian_filter(inside.astype(np.float32), 0.05 * min(h, w) + 1) * haze_level
     field = 0.6 + 0.8 * _smooth_field(rng, h, w, max(h, w) / 1.5)
+    diffuse = (haze * field + background + glow).astype(np.float32)
+    # Like the human labels, call the bright perinuclear zone background, not only its saturated core.
+    bright_zone = ndimage.binary_opening(
+        (diffuse >= _draw(rng, cfg.bright_label_cut) * full_scale) | nucleus, iterations=2
+    )
     sigma_profile = cell.width / 3.0
     frames = []
     for _ in range(n_frames):
@@ -203,12 +207,12 @@ def generate_stack(
             * ndimage.gaussian_filter(spots * inside, cell.width / 2)
             * (2 * np.pi * (cell.width / 2) ** 2)
         )
-        expected = ndimage.gaussian_filter(tubules, psf) * signal * field + haze * field + background
-        expected += glow + nucleus * 4 * full_scale  # the perinuclear region saturates
+        expected = ndimage.gaussian_filter(tubules, psf) * signal * field + diffuse
+        expected += nucleus * 4 * full_scale  # the perinuclear region saturates
         counts = gain * rng.poisson(np.maximum(expected, 0) / gain) + rng.normal(0, read_noise, size=(h, w))
         image = np.clip(np.rint(counts), 0, full_scale)
-        saturated_region = ndimage.binary_opening(expected >= full_scale, iterations=2)
-        mask = (distance <= cell.width / 2) & inside & ~saturated_region
+        saturated = ndimage.binary_opening(expected >= full_scale, iterations=2)
+        mask = (distance <= cell.width / 2) & inside & ~saturated & ~bright_zone
         frames.append(
             SyntheticFrame(image.astype(np.uint8 if cfg.bit_depth <= 8 else np.uint16), mask.astype(np.uint8))
         )

@@ -1,0 +1,62 @@
+"""Speed of ERNet configurations on this machine: the measured side of choosing one.
+
+``python -m ernet.benchmarks.architectures`` exports each configuration with random
+weights (speed does not depend on them) and times ``Segmenter.segment`` on a
+1040 x 1392 uint16 frame. Needs the ``export`` extra (torch, onnx).
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+from pathlib import Path
+
+from ernet.runtime import Segmenter
+from ernet.runtime.metadata import ModelConfig, ModelMetadata
+
+from .cli import timings, uint16_frame
+
+CONFIGS = [
+    ModelConfig(n_feats=8, n_resgroups=1, n_resblocks=2, reduction=4),
+    ModelConfig(n_feats=16, n_resgroups=2, n_resblocks=2, reduction=4),
+    ModelConfig(n_feats=24, n_resgroups=2, n_resblocks=3, reduction=4),
+    ModelConfig(n_feats=32, n_resgroups=3, n_resblocks=4, reduction=8),
+    ModelConfig(),  # the published size
+]
+
+
+def seconds_per_frame(config: ModelConfig, folder: Path, tile: int = 256, repeats: int = 3) -> float:
+    """Median seconds of ``segment`` on a 1040 x 1392 frame for a random-weight model."""
+    import torch
+    from ernet.export.onnx import export_checkpoint
+    from ernet.training.checkpoint import save_checkpoint
+    from ernet.training.model import ERNet
+
+    torch.manual_seed(0)
+    checkpoint, model = folder / "model.pt", folder / "model.onnx"
+    save_checkpoint(checkpoint, ERNet(config), ModelMetadata(config=config, tile_size=tile))
+    export_checkpoint(checkpoint, model, overwrite=True)
+    seg = Segmenter(model, provider="cpu")
+    frame = uint16_frame(1040, 1392)
+    return statistics.median(timings(lambda: seg.segment(frame), repeats))
+
+
+def main() -> None:
+    """Print a Markdown table: configuration, parameters, MFLOP per pixel, seconds per frame."""
+    print("| F | G | B | r | parameters | MFLOP/pixel | s per 1040x1392 frame (tile 256) |")
+    print("|---|---|---|---|---|---|---|")
+    from ernet.training.model import ERNet
+
+    with tempfile.TemporaryDirectory() as tmp:
+        for c in CONFIGS:
+            params = sum(p.numel() for p in ERNet(c).parameters())
+            seconds = seconds_per_frame(c, Path(tmp))
+            print(
+                f"| {c.n_feats} | {c.n_resgroups} | {c.n_resblocks} | {c.reduction} | {params:,} | "
+                f"{c.flops_per_pixel / 1e6:.3f} | {seconds:.2f} |",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()
