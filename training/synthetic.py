@@ -28,7 +28,7 @@ class SyntheticConfig:
     width: int = 512
     nucleus_radius: Range = (0.06, 0.22)  # fraction of the frame's shorter side; 0 = no nucleus
     cell_extent: Range = (1.8, 3.5)  # cell radius / nucleus radius
-    spacing_centre: Range = (7.0, 14.0)  # seed spacing next to the nucleus, px
+    spacing_centre: Range = (6.0, 12.0)  # seed spacing next to the nucleus, px
     spacing_edge: Range = (16.0, 36.0)  # seed spacing at the cell's edge, px
     keep_edges: Range = (0.6, 0.95)  # fraction of network edges kept
     bend: Range = (0.0, 0.25)  # midpoint displacement / edge length
@@ -36,10 +36,11 @@ class SyntheticConfig:
     psf_sigma: Range = (0.9, 2.0)  # px
     signal: Range = (12.0, 140.0)  # counts at a tubule's centre
     junction_gain: Range = (0.2, 0.8)  # extra brightness at junctions
-    haze: Range = (5.0, 80.0)  # diffuse counts inside the cell
+    haze: Range = (5.0, 110.0)  # diffuse counts inside the cell (blotchy)
     glow: Range = (0.1, 0.9)  # perinuclear glow as a fraction of full scale
     glow_decay: Range = (0.15, 0.6)  # glow decay length / nucleus radius
-    bright_label_cut: Range = (0.45, 0.8)  # labels call background where haze + glow exceed this x full scale
+    bright_label_cut: Range = (0.3, 0.7)  # labels call background where haze + glow exceed this x full scale
+    distractors: Range = (0.0, 3.0)  # dim out-of-focus cells without a resolvable network
     background: Range = (5.0, 45.0)  # counts outside cells
     gain: Range = (0.5, 3.0)  # counts per photon (shot noise)
     read_noise: Range = (1.0, 5.0)  # counts
@@ -84,10 +85,32 @@ def _curve_points(
 def _smooth_field(rng: np.random.Generator, height: int, width: int, scale: float) -> np.ndarray:
     """Smooth random field in [0, 1] with features about ``scale`` px across."""
     coarse = rng.random((max(2, int(height / scale) + 2), max(2, int(width / scale) + 2)))
-    field = ndimage.zoom(coarse, (height / (coarse.shape[0] - 1), width / (coarse.shape[1] - 1)), order=3)
+    field = ndimage.zoom(coarse, (height / (coarse.shape[0] - 1), width / (coarse.shape[1] - 1)), order=1)
     field = field[:height, :width]
     field -= field.min()
     return field / max(float(field.max()), 1e-9)
+
+
+def _soft_inside(relative_radius: np.ndarray, softness: float = 0.08) -> np.ndarray:
+    """1 inside (radius < 1), 0 outside, with a smooth edge: out-of-focus cell bodies."""
+    return (1.0 / (1.0 + np.exp((relative_radius - 1.0) / softness))).astype(np.float32)
+
+
+def _distractor_cells(
+    rng: np.random.Generator, height: int, width: int, count: int, level: float
+) -> np.ndarray:
+    """Dim ellipses: out-of-focus cells whose ER is not resolved (labelled background)."""
+    out = np.zeros((height, width), np.float32)
+    yy, xx = np.ogrid[0:height, 0:width]
+    for _ in range(count):  # a handful per frame: not a hot loop
+        cy, cx = rng.uniform(0, height), rng.uniform(0, width)
+        ry, rx = rng.uniform(0.05, 0.2, size=2) * min(height, width)
+        out += (
+            _soft_inside(np.sqrt((yy - cy) ** 2 / ry**2 + (xx - cx) ** 2 / rx**2), 0.25)
+            * rng.uniform(0.3, 1.5)
+            * level
+        )
+    return out
 
 
 @dataclass
@@ -148,7 +171,10 @@ def _render_network(
     h, w = cfg.height, cfg.width
     vor = Voronoi(cell.points)
     ridges, pairs = np.asarray(vor.ridge_vertices), np.asarray(vor.ridge_points)
-    kept = (ridges >= 0).all(axis=1) & (_edge_hash(pairs[:, 0], pairs[:, 1], cell.edge_gain_seed) < cell.keep)
+    # Edges with an end far outside the frame (Voronoi vertices of border seeds) are never seen.
+    near = (vor.vertices > -16).all(axis=1) & (vor.vertices < np.array([h + 16, w + 16])).all(axis=1)
+    kept = (ridges >= 0).all(axis=1) & near[ridges].all(axis=1)
+    kept &= _edge_hash(pairs[:, 0], pairs[:, 1], cell.edge_gain_seed) < cell.keep
     ends = vor.vertices[ridges[kept]]
     p0, p1 = ends[:, 0], ends[:, 1]
     normal = (p1 - p0)[:, ::-1] * np.array([1.0, -1.0])
@@ -188,7 +214,9 @@ def generate_stack(
     nucleus = nucleus_distance <= 0
     decay = max(8.0, _draw(rng, cfg.glow_decay) * cell.nucleus)
     glow = _draw(rng, cfg.glow) * full_scale * np.exp(-np.maximum(nucleus_distance, 0) / decay)
-    haze = ndimage.gaussian_filter(inside.astype(np.float32), 0.05 * min(h, w) + 1) * haze_level
+    blotches = 0.4 + 0.6 * _smooth_field(rng, h, w, max(h, w) / 6)
+    haze = _soft_inside(cell.outline) * haze_level * blotches
+    haze += _distractor_cells(rng, h, w, int(_draw(rng, cfg.distractors)), haze_level + background)
     field = 0.6 + 0.8 * _smooth_field(rng, h, w, max(h, w) / 1.5)
     diffuse = (haze * field + background + glow).astype(np.float32)
     # Like the human labels, call the bright perinuclear zone background, not only its saturated core.
