@@ -28,11 +28,14 @@ class SyntheticConfig:
     width: int = 512
     nucleus_radius: Range = (0.06, 0.22)  # fraction of the frame's shorter side; 0 = no nucleus
     cell_extent: Range = (1.8, 3.5)  # cell radius / nucleus radius
-    spacing_centre: Range = (6.0, 12.0)  # seed spacing next to the nucleus, px
+    spacing_centre: Range = (8.0, 14.0)  # seed spacing next to the nucleus, px
     spacing_edge: Range = (16.0, 36.0)  # seed spacing at the cell's edge, px
     keep_edges: Range = (0.6, 0.95)  # fraction of network edges kept
     bend: Range = (0.0, 0.25)  # midpoint displacement / edge length
-    label_width: Range = (3.0, 5.5)  # tubule thickness in labels, px
+    tubule_width: Range = (2.5, 4.5)  # imaged tubule FWHM before the PSF, px
+    # The human labels draw tubules much thicker than they image (their mean distance to
+    # the label edge matches a 7-9 px line): labels follow the labels' convention.
+    label_width: Range = (6.5, 9.0)
     psf_sigma: Range = (0.9, 2.0)  # px
     signal: Range = (12.0, 140.0)  # counts at a tubule's centre
     junction_gain: Range = (0.2, 0.8)  # extra brightness at junctions
@@ -123,7 +126,8 @@ class _Cell:
     points: np.ndarray
     keep: float
     bend: float
-    width: float
+    width: float  # label thickness, px
+    fwhm: float  # imaged tubule thickness, px
     edge_gain_seed: int
 
 
@@ -153,14 +157,15 @@ def _make_cell(rng: np.random.Generator, cfg: SyntheticConfig) -> _Cell:
     spacing = s_in + (s_out - s_in) * r
     points = candidates[rng.random(len(candidates)) < (s_in / spacing) ** 2]
     return _Cell(
-        centre,
-        nucleus,
-        outline,
-        points,
-        _draw(rng, cfg.keep_edges),
-        _draw(rng, cfg.bend),
-        _draw(rng, cfg.label_width),
-        int(rng.integers(1 << 30)),
+        centre=centre,
+        nucleus=nucleus,
+        outline=outline,
+        points=points,
+        keep=_draw(rng, cfg.keep_edges),
+        bend=_draw(rng, cfg.bend),
+        width=_draw(rng, cfg.label_width),
+        fwhm=_draw(rng, cfg.tubule_width),
+        edge_gain_seed=int(rng.integers(1 << 30)),
     )
 
 
@@ -223,7 +228,7 @@ def generate_stack(
     bright_zone = ndimage.binary_opening(
         (diffuse >= _draw(rng, cfg.bright_label_cut) * full_scale) | nucleus, iterations=2
     )
-    sigma_profile = cell.width / 3.0
+    sigma_profile = cell.fwhm / 2.355
     frames = []
     for _ in range(n_frames):
         centre, spots = _render_network(cell, cfg, rng)
@@ -232,8 +237,8 @@ def generate_stack(
         tubules = centre[iy, ix] * np.exp(-(distance**2) / (2 * sigma_profile**2))
         tubules += (
             junction_gain
-            * ndimage.gaussian_filter(spots * inside, cell.width / 2)
-            * (2 * np.pi * (cell.width / 2) ** 2)
+            * ndimage.gaussian_filter(spots * inside, cell.fwhm / 2)
+            * (2 * np.pi * (cell.fwhm / 2) ** 2)
         )
         expected = ndimage.gaussian_filter(tubules, psf) * signal * field + diffuse
         expected += nucleus * 4 * full_scale  # the perinuclear region saturates
