@@ -28,6 +28,7 @@ CONFIGS = [
 def seconds_per_frame(config: ModelConfig, folder: Path, tile: int = 256, repeats: int = 3) -> float:
     """Median seconds of ``segment`` on a 1040 x 1392 frame for a random-weight model."""
     import torch
+
     from ernet.export.onnx import export_checkpoint
     from ernet.training.checkpoint import save_checkpoint
     from ernet.training.model import ERNet

@@ -21,6 +21,7 @@ from typing import Annotated, Any
 
 import numpy as np
 import typer
+
 from ernet.runtime import Segmenter, __version__
 from ernet.runtime.errors import ErnetError
 from ernet.runtime.io import atomic_output

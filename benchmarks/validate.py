@@ -17,6 +17,7 @@ from typing import Annotated, Any
 
 import numpy as np
 import typer
+
 from ernet.runtime import Segmenter
 from ernet.runtime.errors import ErnetError, InputError
 from ernet.runtime.evaluation import confusion_matrix, scores

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+
 from ernet.runtime.errors import ErnetError
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import torch
+
 from ernet.runtime import __version__
 from ernet.runtime.backends.onnxruntime import INPUT_NAME, OUTPUT_NAME, OnnxRuntimeBackend
 from ernet.runtime.errors import ErnetError

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from ernet.runtime.metadata import ModelConfig, ModelMetadata
 
 REPO = Path(__file__).resolve().parents[1]

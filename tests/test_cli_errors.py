@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
+
 from conftest import run_cli
 from test_io import BAD_INPUTS
 

@@ -11,8 +11,9 @@ import tifffile
 pytest.importorskip("torch")
 pytest.importorskip("onnx")
 
-from conftest import run_cli  # noqa: E402
 from ernet.runtime import Segmenter  # noqa: E402
+
+from conftest import run_cli  # noqa: E402
 
 
 def test_train_export_infer(tmp_path: Path) -> None:

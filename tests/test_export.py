@@ -11,13 +11,14 @@ import pytest
 torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 
-from conftest import TINY, run_cli  # noqa: E402
 from ernet.export import onnx as export_onnx  # noqa: E402
 from ernet.export.onnx import ATOL, RTOL, ParityError, export_checkpoint  # noqa: E402
 from ernet.runtime.backends.onnxruntime import OnnxRuntimeBackend  # noqa: E402
 from ernet.runtime.metadata import ModelConfig  # noqa: E402
 from ernet.training.checkpoint import file_sha256  # noqa: E402
 from ernet.training.model import ERNet  # noqa: E402
+
+from conftest import TINY, run_cli  # noqa: E402
 
 
 def _published_format(tmp_path: Path, cfg: ModelConfig, dataparallel: bool) -> Path:

@@ -7,9 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
+from PIL import Image as PILImage
+
 from ernet.runtime.errors import InputError, OutputError
 from ernet.runtime.io import atomic_output, read_image, write_mask
-from PIL import Image as PILImage
 
 
 def test_tiff_stack_keeps_axes_and_pixel_size(tmp_path: Path) -> None:

@@ -9,11 +9,13 @@ import pytest
 
 torch = pytest.importorskip("torch")
 import torch.nn.functional as F  # noqa: E402
-from conftest import TINY  # noqa: E402
+
 from ernet.runtime.errors import ModelError  # noqa: E402
 from ernet.runtime.metadata import ModelConfig  # noqa: E402
 from ernet.training.checkpoint import infer_config, load_checkpoint  # noqa: E402
 from ernet.training.model import ERNet  # noqa: E402
+
+from conftest import TINY  # noqa: E402
 
 
 def test_published_size_has_published_parameter_count() -> None:

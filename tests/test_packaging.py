@@ -8,6 +8,7 @@ import warnings
 from pathlib import Path
 
 import pytest
+
 from conftest import REPO
 
 HEAVY = ("torch", "onnx", "tensorrt")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+
 from ernet.training.synthetic import SyntheticConfig, generate, generate_stack
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from ernet.runtime.tiling import TileGrid, axis_starts, blend_window, tiled_logits
 
 

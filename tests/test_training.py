@@ -11,13 +11,14 @@ import tifffile
 
 torch = pytest.importorskip("torch")
 
-from conftest import TINY  # noqa: E402
 from ernet.runtime.errors import InputError  # noqa: E402
 from ernet.runtime.preprocess import Normalization  # noqa: E402
 from ernet.training.checkpoint import load_checkpoint  # noqa: E402
 from ernet.training.data import RandomCrops, find_pairs, load_legacy_pickle, load_samples  # noqa: E402
 from ernet.training.synthetic import SyntheticConfig, generate_stack  # noqa: E402
 from ernet.training.train import TrainConfig, train  # noqa: E402
+
+from conftest import TINY  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -11,10 +11,11 @@ import tifffile
 
 pytest.importorskip("scipy")
 
-from conftest import run_cli  # noqa: E402
 from ernet.benchmarks.validate import frame_scores, labelled_pairs, local_threshold  # noqa: E402
 from ernet.runtime.errors import InputError  # noqa: E402
 from ernet.training.synthetic import SyntheticConfig, generate  # noqa: E402
+
+from conftest import run_cli  # noqa: E402
 
 
 def test_local_threshold_finds_bright_lines() -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+
 from ernet.runtime.errors import ErnetError
 from ernet.runtime.metadata import ModelConfig
 from ernet.runtime.preprocess import Normalization
@@ -104,6 +105,7 @@ def simulate(
     """Generate synthetic ER frames with exact labels: NAME_image.tif + NAME_mask.tif."""
     import numpy as np
     import tifffile
+
     from ernet.runtime.io import atomic_output
 
     from .synthetic import SyntheticConfig, generate_stack

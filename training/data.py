@@ -14,10 +14,11 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.utils.data import Dataset
+
 from ernet.runtime.errors import InputError
 from ernet.runtime.io import SUPPORTED_SUFFIXES, read_image
 from ernet.runtime.preprocess import Normalization
-from torch.utils.data import Dataset
 
 
 @dataclass

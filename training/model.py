@@ -8,8 +8,9 @@ Module names reproduce the published checkpoints' parameter names exactly:
 from __future__ import annotations
 
 import torch
-from ernet.runtime.metadata import ModelConfig
 from torch import nn
+
+from ernet.runtime.metadata import ModelConfig
 
 
 def _conv(in_channels: int, out_channels: int, kernel: int) -> nn.Conv2d:

@@ -10,13 +10,14 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader
+
 from ernet.runtime import __version__
 from ernet.runtime.errors import InputError
 from ernet.runtime.evaluation import confusion_matrix, scores
 from ernet.runtime.metadata import ModelConfig, ModelMetadata
 from ernet.runtime.preprocess import Normalization
 from ernet.runtime.progress import progress
-from torch.utils.data import DataLoader
 
 from .checkpoint import file_sha256, load_checkpoint, save_checkpoint
 from .data import RandomCrops, Sample, find_pairs, load_legacy_pickle, load_samples, validation_tiles
