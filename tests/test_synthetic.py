@@ -29,3 +29,21 @@ def test_time_lapse_moves_a_little() -> None:
     for before, after in zip(masks, masks[1:], strict=False):
         iou = (before & after).sum() / (before | after).sum()
         assert 0.1 < iou < 1.0  # the network moves, and stays recognisably the same
+
+
+def test_generator_keeps_its_graph() -> None:
+    frame = generate(4, SyntheticConfig(height=256, width=256))
+    g = frame.graph
+    assert (
+        g.nodes.shape[1] == 2 and g.edges.shape[1] == 2 and len(g.lengths) == len(g.edges) == len(g.labelled)
+    )
+    assert g.edges.min() >= 0 and g.edges.max() < len(g.nodes)
+    chord = np.linalg.norm(g.nodes[g.edges[:, 0]] - g.nodes[g.edges[:, 1]], axis=1)
+    assert (g.lengths >= chord - 1.0).all()  # a curve is never shorter than its chord (sampling aside)
+    assert (g.lengths <= 3 * chord + 2.0).all() and np.median(g.lengths / chord) < 1.15  # gently bent
+    assert ((g.labelled >= 0) & (g.labelled <= 1)).all() and (g.labelled > 0.9).sum() > 10
+    # a fully labelled edge runs over ER: its end points lie on the mask
+    full = g.edges[g.labelled == 1.0]
+    ends = np.rint(g.nodes[full.ravel()]).astype(int)
+    inside = (ends >= 0).all(axis=1) & (ends[:, 0] < 256) & (ends[:, 1] < 256)
+    assert frame.mask[ends[inside, 0], ends[inside, 1]].mean() > 0.9

@@ -1,4 +1,4 @@
-"""Synthetic ER images with exact labels (numpy/scipy only; importable without torch).
+"""Synthetic ER images with exact labels and their network graph (numpy/scipy only).
 
 A cell is a nucleus (rendered far above saturation, as the perinuclear ER is in
 widefield frames, and labelled background like in the human labels) inside an
@@ -51,9 +51,23 @@ class SyntheticConfig:
 
 
 @dataclass
+class NetworkGraph:
+    """The network as drawn: ``nodes`` (N x 2, y and x in px), ``edges`` (E x 2 node
+    indices; parallel edges are possible), each edge's centre-line ``lengths`` in px, and
+    the fraction of each edge's centre line that is ``labelled`` ER (0 for edges hidden
+    outside the cell, in the perinuclear zone or outside the frame)."""
+
+    nodes: np.ndarray
+    edges: np.ndarray
+    lengths: np.ndarray
+    labelled: np.ndarray
+
+
+@dataclass
 class SyntheticFrame:
     image: np.ndarray  # uint8 or uint16
     mask: np.ndarray  # uint8 class ids, 1 = ER
+    graph: NetworkGraph
 
 
 def _draw(rng: np.random.Generator, bounds: Range) -> float:
@@ -169,10 +183,36 @@ def _make_cell(rng: np.random.Generator, cfg: SyntheticConfig) -> _Cell:
     )
 
 
+@dataclass
+class _Drawn:
+    """Centre-line samples of the drawn edges, to measure the graph against the labels."""
+
+    vertices: np.ndarray
+    edges: np.ndarray  # E x 2 indices into vertices
+    samples: np.ndarray  # S x 2 positions along the curves, px
+    sample_edge: np.ndarray  # S edge indices
+
+    def graph(self, mask: np.ndarray) -> NetworkGraph:
+        h, w = mask.shape
+        used, inverse = np.unique(self.edges, return_inverse=True)
+        n_edges = len(self.edges)
+        same = self.sample_edge[1:] == self.sample_edge[:-1]
+        steps = np.linalg.norm(np.diff(self.samples, axis=0), axis=1)
+        lengths = np.bincount(self.sample_edge[1:][same], weights=steps[same], minlength=n_edges)
+        y, x = np.rint(self.samples).astype(np.int64).T
+        seen = (y >= 0) & (y < h) & (x >= 0) & (x < w)
+        on_label = np.zeros(len(self.samples))
+        on_label[seen] = mask[y[seen], x[seen]]
+        counts = np.bincount(self.sample_edge, minlength=n_edges)
+        labelled = np.bincount(self.sample_edge, weights=on_label, minlength=n_edges) / np.maximum(counts, 1)
+        return NetworkGraph(self.vertices[used], inverse.reshape(-1, 2), lengths, labelled)
+
+
 def _render_network(
     cell: _Cell, cfg: SyntheticConfig, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray]:
-    """Centre-line brightness image (0 off the network) and junction impulse image."""
+) -> tuple[np.ndarray, np.ndarray, _Drawn]:
+    """Centre-line brightness image (0 off the network), junction impulse image, and
+    the drawn edges."""
     h, w = cfg.height, cfg.width
     vor = Voronoi(cell.points)
     ridges, pairs = np.asarray(vor.ridge_vertices), np.asarray(vor.ridge_points)
@@ -196,7 +236,7 @@ def _render_network(
     ok = (junctions[:, 0] >= 0) & (junctions[:, 0] < h) & (junctions[:, 1] >= 0) & (junctions[:, 1] < w)
     spots = np.zeros((h, w), np.float32)
     spots[junctions[ok, 0], junctions[ok, 1]] = 1.0
-    return centre, spots
+    return centre, spots, _Drawn(vor.vertices, ridges[kept], pts, edge)
 
 
 def generate_stack(
@@ -231,7 +271,7 @@ def generate_stack(
     sigma_profile = cell.fwhm / 2.355
     frames = []
     for _ in range(n_frames):
-        centre, spots = _render_network(cell, cfg, rng)
+        centre, spots, drawn = _render_network(cell, cfg, rng)
         centre *= inside
         distance, (iy, ix) = ndimage.distance_transform_edt(centre == 0, return_indices=True)
         tubules = centre[iy, ix] * np.exp(-(distance**2) / (2 * sigma_profile**2))
@@ -246,9 +286,8 @@ def generate_stack(
         image = np.clip(np.rint(counts), 0, full_scale)
         saturated = ndimage.binary_opening(expected >= full_scale, iterations=2)
         mask = (distance <= cell.width / 2) & inside & ~saturated & ~bright_zone
-        frames.append(
-            SyntheticFrame(image.astype(np.uint8 if cfg.bit_depth <= 8 else np.uint16), mask.astype(np.uint8))
-        )
+        image = image.astype(np.uint8 if cfg.bit_depth <= 8 else np.uint16)
+        frames.append(SyntheticFrame(image, mask.astype(np.uint8), drawn.graph(mask)))
         cell.points = cell.points + rng.normal(0.0, drift, size=cell.points.shape)
     return frames
 

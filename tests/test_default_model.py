@@ -1,0 +1,58 @@
+"""The embedded default model: present, described, used without --model, and good on real frames."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+
+from ernet.runtime import Segmenter
+from ernet.runtime.segmenter import DEFAULT_MODEL
+
+from conftest import run_cli
+
+#: The issue's quality bar on the real labelled frames (none of them used in training).
+MEAN_IOU_BAR = 0.55
+
+
+def test_default_model_is_embedded_and_small() -> None:
+    assert DEFAULT_MODEL.is_file()
+    assert DEFAULT_MODEL.stat().st_size < 4 * 2**20
+    meta = Segmenter(provider="cpu").metadata
+    assert meta.class_names == ("background", "ER")
+    assert meta.normalization.mode == "percentile"
+    assert meta.source_checkpoint_sha256 and meta.provenance["training"]["seed"] == 0
+
+
+def test_ernet_infer_uses_the_default_model(tmp_path: Path) -> None:
+    from ernet.training.synthetic import SyntheticConfig, generate_stack
+
+    frames = generate_stack(2, seed=3, config=SyntheticConfig(height=200, width=260))
+    tifffile.imwrite(
+        tmp_path / "s.tif", np.stack([f.image for f in frames]), imagej=True, metadata={"axes": "TYX"}
+    )
+    done = run_cli("ernet-infer", tmp_path / "s.tif", "--provider", "cpu")
+    assert done.returncode == 0, done.stderr
+    assert str(DEFAULT_MODEL) in done.stderr
+    mask = tifffile.imread(tmp_path / "s_mask.tif")
+    truth = np.stack([f.mask for f in frames])
+    iou = ((mask == 1) & (truth == 1)).sum() / ((mask == 1) | (truth == 1)).sum()
+    assert iou > 0.5  # it segments the generator's ER
+
+
+def test_default_model_on_the_real_frames(real_data: Path) -> None:
+    pytest.importorskip("scipy")
+    from ernet.benchmarks.validate import frame_scores, labelled_pairs, local_threshold
+    from ernet.runtime.io import read_image
+
+    seg = Segmenter(provider="cpu")
+    ious = []
+    for _, image_path, mask_path in labelled_pairs(real_data):
+        frame, truth = read_image(image_path).data, read_image(mask_path).data
+        iou = frame_scores(seg.segment(frame), truth)["iou"]
+        baseline = frame_scores(local_threshold(frame), truth)["iou"]
+        assert iou > baseline + 0.1, image_path.name  # clearly above the classical baseline
+        ious.append(iou)
+    assert np.mean(ious) >= MEAN_IOU_BAR
