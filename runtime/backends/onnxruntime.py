@@ -14,7 +14,7 @@ import sys
 import tempfile
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING
@@ -157,8 +157,13 @@ class OnnxRuntimeBackend:
         providers = [(_PROVIDERS[name], _provider_options(name))]
         if name != "cpu":
             providers.append((_PROVIDERS["cpu"], {}))
+        # GPU providers print their start-up failures from native code: keep them for the
+        # reason we report. The CPU provider reports through exceptions; leave fds alone.
+        capture: AbstractContextManager[list[str]] = (
+            _captured_native_output() if name != "cpu" else nullcontext([])
+        )
         try:
-            with _captured_native_output() as output:
+            with capture as output:
                 session = ort.InferenceSession(str(self.path), options, providers=providers)
         except Exception as exc:  # ORT raises its own exception types for bad files
             reason = first_line(exc)
