@@ -22,6 +22,8 @@ from .errors import InputError, OutputError, first_line
 TIFF_SUFFIXES = (".tif", ".tiff")
 PILLOW_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 SUPPORTED_SUFFIXES = TIFF_SUFFIXES + PILLOW_SUFFIXES
+#: ITU-R 601 luma weights, as Pillow uses for PNG/JPEG, so RGB reads alike in every format.
+_LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 #: At most this many axes lead the Y, X axes of a frame (e.g. T, Z).
 MAX_LEADING_AXES = 2
 
@@ -127,7 +129,7 @@ def _validate(image: Image) -> None:
 
 def _samples_to_gray(data: np.ndarray, axes: str) -> tuple[np.ndarray, str]:
     s = axes.index("S")
-    gray = np.moveaxis(data, s, -1)[..., :3].astype(np.float32).mean(axis=-1)
+    gray = np.moveaxis(data, s, -1)[..., :3].astype(np.float32) @ _LUMA
     if np.issubdtype(data.dtype, np.integer):
         gray = np.rint(gray).astype(data.dtype)
     return gray, axes.replace("S", "")

@@ -48,6 +48,7 @@ def test_rgb_is_read_as_one_channel(tmp_path: Path) -> None:
     assert read_image(tmp_path / "rgb.png").data.shape == (10, 12)
     tif = read_image(tmp_path / "rgb.tif")
     assert tif.data.shape == (10, 12) and tif.axes == "YX"
+    np.testing.assert_array_equal(tif.data, read_image(tmp_path / "rgb.png").data)  # same luma in both
 
 
 def _write(path: Path, content: bytes) -> Path:
