@@ -54,6 +54,7 @@ train: $(CHECKPOINT)
 export: $(MODEL)
 
 train-default: $(STAMP)
+	rm -rf $(BUILD)/default  # start clean: no stale frames or checkpoints
 	$(BIN)/ernet-simulate $(BUILD)/default/data --count 200 --size 512x512 --seed 1
 	$(BIN)/ernet-train $(BUILD)/default/data --out $(BUILD)/default $(DEFAULT_TRAIN_ARGS)
 	$(BIN)/ernet-export $(BUILD)/default/best.pt --output $(DEFAULT_MODEL) --overwrite
