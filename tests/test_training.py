@@ -135,6 +135,23 @@ def test_resume_continues_where_it_stopped(dataset: Path, tmp_path: Path) -> Non
     )
 
 
+def test_resume_refuses_other_models_and_foreign_checkpoints(dataset: Path, tmp_path: Path) -> None:
+    from ernet.runtime.metadata import ModelConfig
+
+    train(_config(dataset, tmp_path / "run", epochs=1), quiet=True)
+    other = _config(dataset, tmp_path / "run", epochs=2, resume=tmp_path / "run" / "last.pt")
+    other.model = ModelConfig(n_feats=16, n_resgroups=1, n_resblocks=1, reduction=4)
+    with pytest.raises(ValueError, match="differs from the requested"):
+        train(other, quiet=True)
+    from ernet.training.model import ERNet
+
+    torch.save(
+        {"epoch": 3, "state_dict": ERNet(TINY).state_dict(), "optimizer": {}}, tmp_path / "published.pth"
+    )
+    with pytest.raises(ValueError, match="not a checkpoint written by ernet-train"):
+        train(_config(dataset, tmp_path / "run2", epochs=2, resume=tmp_path / "published.pth"), quiet=True)
+
+
 def test_train_cli_reports_bad_data_in_one_line(tmp_path: Path) -> None:
     from conftest import run_cli
 

@@ -24,6 +24,8 @@ from .data import RandomCrops, Sample, find_pairs, load_legacy_pickle, load_samp
 from .model import ERNet
 
 PICKLE_SUFFIXES = (".pkl", ".pickle", ".p")
+#: What a checkpoint needs beyond its weights to continue a run.
+RESUME_KEYS = ("epoch", "optimizer", "scheduler", "best_score", "history")
 
 
 @dataclass
@@ -119,11 +121,21 @@ def train(cfg: TrainConfig, quiet: bool = False) -> dict[str, Any]:
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.lr_step, gamma=cfg.lr_gamma)
     start_epoch, best, history = 0, float("-inf"), []
     if cfg.resume is not None:
-        state = load_checkpoint(cfg.resume).raw
-        model.load_state_dict({k.removeprefix("module."): v for k, v in state["state_dict"].items()})
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        start_epoch, best, history = state["epoch"], state["best_score"], list(state["history"])
+        loaded = load_checkpoint(cfg.resume)
+        if loaded.metadata.config != cfg.model:
+            raise ValueError(
+                f"{cfg.resume}: model {loaded.metadata.config} differs from the requested {cfg.model}"
+            )
+        missing = [k for k in RESUME_KEYS if k not in loaded.raw]
+        if missing:
+            raise ValueError(
+                f"{cfg.resume}: not a checkpoint written by ernet-train (no {', '.join(missing)})"
+            )
+        model.load_state_dict(loaded.model.state_dict())
+        optimizer.load_state_dict(loaded.raw["optimizer"])
+        scheduler.load_state_dict(loaded.raw["scheduler"])
+        start_epoch, best = loaded.raw["epoch"], loaded.raw["best_score"]
+        history = list(loaded.raw["history"])
     crops = RandomCrops(train_samples, cfg.crop, cfg.steps_per_epoch * cfg.batch_size, cfg.seed)
     loader = DataLoader(crops, batch_size=cfg.batch_size, shuffle=False, num_workers=cfg.workers)
     val_tiles = validation_tiles(val_samples, cfg.crop)
