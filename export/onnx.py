@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -57,20 +57,25 @@ def to_onnx_proto(model: ERNet, metadata: ModelMetadata, opset: int = 18) -> onn
         raise ValueError(f"opset {opset} is not supported (use {OPSETS.start}-{OPSETS.stop - 1})")
     sample = torch.zeros(1, metadata.config.in_channels, 64, 64)
     # The exporter logs a warning per torchvision op it cannot register: noise here.
-    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+    logger = logging.getLogger("torch.onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        program = torch.onnx.export(
-            model.eval(),
-            (sample,),
-            dynamo=True,
-            opset_version=opset,
-            input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
-            dynamic_shapes={"image": {0: "batch", 2: "height", 3: "width"}},
-            external_data=False,
-            verbose=False,
-        )
+        try:
+            program = torch.onnx.export(
+                model.eval(),
+                (sample,),
+                dynamo=True,
+                opset_version=opset,
+                input_names=[INPUT_NAME],
+                output_names=[OUTPUT_NAME],
+                dynamic_shapes={"image": {0: "batch", 2: "height", 3: "width"}},
+                external_data=False,
+                verbose=False,
+            )
+        finally:
+            logger.setLevel(level)
     assert program is not None  # the dynamo exporter always returns its program
     proto = program.model_proto
     onnx.helper.set_model_props(proto, metadata.to_props())
@@ -113,11 +118,12 @@ def export_checkpoint(
     if output.exists() and not overwrite:
         raise ErnetError(f"{output}: output exists (pass --overwrite to replace it)")
     loaded = load_checkpoint(checkpoint)
-    stored = loaded.metadata.to_dict()
-    stored.update(source_checkpoint_sha256=loaded.sha256, package_version=__version__)
-    if tile_size is not None:
-        stored["tile_size"] = tile_size
-    metadata = ModelMetadata.from_dict(stored)
+    metadata = replace(
+        loaded.metadata,
+        source_checkpoint_sha256=loaded.sha256,
+        package_version=__version__,
+        tile_size=tile_size or loaded.metadata.tile_size,
+    )
     proto = to_onnx_proto(loaded.model, metadata, opset)
     with atomic_output(output) as tmp:
         onnx.save_model(proto, tmp, save_as_external_data=False)
