@@ -21,25 +21,10 @@ import typer
 from ernet.runtime import Segmenter
 from ernet.runtime.errors import ErnetError, InputError
 from ernet.runtime.evaluation import confusion_matrix, scores
-from ernet.runtime.io import SUPPORTED_SUFFIXES, atomic_output, mask_path, read_image
+from ernet.runtime.io import atomic_output, labelled_pairs, mask_path, read_image
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 DEFAULT_DATA = Path("../shared/data/er-real")
-
-
-def labelled_pairs(folder: Path) -> list[tuple[str, Path, Path]]:
-    """(name, image, mask) for every NAME_image.EXT with a NAME_mask.EXT beside it."""
-    pairs = []
-    for image in sorted(folder.glob("*_image.*")):
-        if image.suffix.lower() not in SUPPORTED_SUFFIXES:
-            continue
-        name = image.stem.removesuffix("_image")
-        mask = image.with_name(f"{name}_mask{image.suffix}")
-        if mask.is_file():
-            pairs.append((name, image, mask))
-    if not pairs:
-        raise InputError(f"{folder}: no NAME_image / NAME_mask pairs")
-    return pairs
 
 
 def local_threshold(frame: np.ndarray, block: int = 31, offset: float = 0.0) -> np.ndarray:

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import tifffile
@@ -26,6 +27,42 @@ SUPPORTED_SUFFIXES = TIFF_SUFFIXES + PILLOW_SUFFIXES
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 #: At most this many axes lead the Y, X axes of a frame (e.g. T, Z).
 MAX_LEADING_AXES = 2
+
+
+def _images_by_name(folder: Path, tag: str = "") -> dict[str, Path]:
+    """Supported image files of ``folder`` whose stem ends with ``tag``, keyed by the stem
+    without it."""
+    return {
+        p.stem.removesuffix(tag): p
+        for p in folder.iterdir()
+        if p.suffix.lower() in SUPPORTED_SUFFIXES and p.stem.endswith(tag)
+    }
+
+
+class LabelledPair(NamedTuple):
+    """An image (or stack) and its label file."""
+
+    name: str
+    image: Path
+    mask: Path
+
+
+def labelled_pairs(folder: Path) -> list[LabelledPair]:
+    """``NAME_image.EXT`` / ``NAME_mask.EXT`` pairs of ``folder``, or files of the same name
+    in its ``images/`` and ``masks/``; sorted by name."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(f"{folder}: data folder not found")
+    if (folder / "images").is_dir() and (folder / "masks").is_dir():
+        images, masks = _images_by_name(folder / "images"), _images_by_name(folder / "masks")
+    else:
+        images, masks = _images_by_name(folder, "_image"), _images_by_name(folder, "_mask")
+    names = sorted(images.keys() & masks.keys())
+    if not names:
+        raise InputError(
+            f"{folder}: no image/mask pairs (NAME_image.tif + NAME_mask.tif, or images/ + masks/)"
+        )
+    return [LabelledPair(n, images[n], masks[n]) for n in names]
 
 
 @dataclass

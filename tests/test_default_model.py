@@ -44,8 +44,8 @@ def test_ernet_infer_uses_the_default_model(tmp_path: Path) -> None:
 
 def test_default_model_on_the_real_frames(real_data: Path) -> None:
     pytest.importorskip("scipy")
-    from ernet.benchmarks.validate import frame_scores, labelled_pairs, local_threshold
-    from ernet.runtime.io import read_image
+    from ernet.benchmarks.validate import frame_scores, local_threshold
+    from ernet.runtime.io import labelled_pairs, read_image
 
     seg = Segmenter(provider="cpu")
     ious = []

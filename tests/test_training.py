@@ -12,9 +12,10 @@ import tifffile
 torch = pytest.importorskip("torch")
 
 from ernet.runtime.errors import InputError  # noqa: E402
+from ernet.runtime.io import labelled_pairs  # noqa: E402
 from ernet.runtime.preprocess import Normalization  # noqa: E402
 from ernet.training.checkpoint import load_checkpoint  # noqa: E402
-from ernet.training.data import RandomCrops, find_pairs, load_legacy_pickle, load_samples  # noqa: E402
+from ernet.training.data import RandomCrops, load_legacy_pickle, load_samples  # noqa: E402
 from ernet.training.synthetic import SyntheticConfig, generate_stack  # noqa: E402
 from ernet.training.train import TrainConfig, train  # noqa: E402
 
@@ -33,7 +34,9 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_pairs_by_suffix_and_by_subfolder(dataset: Path, tmp_path: Path) -> None:
-    assert [p[0].name for p in find_pairs(dataset)] == [f"f{i}_image.tif" for i in range(5)]
+    pairs = labelled_pairs(dataset)
+    assert [p.name for p in pairs] == [f"f{i}" for i in range(5)]
+    assert [p.image.name for p in pairs] == [f"f{i}_image.tif" for i in range(5)]
     (tmp_path / "images").mkdir()
     (tmp_path / "masks").mkdir()
     from PIL import Image
@@ -43,7 +46,7 @@ def test_pairs_by_suffix_and_by_subfolder(dataset: Path, tmp_path: Path) -> None
     (sample,) = load_samples(tmp_path, Normalization())
     assert sample.image.shape == (1, 8, 8) and sample.mask.dtype == np.int64 and sample.mask.all()
     with pytest.raises(InputError, match="no image/mask pairs"):
-        find_pairs(tmp_path / "images")
+        labelled_pairs(tmp_path / "images")
 
 
 def test_crops_are_deterministic_and_augmented(dataset: Path) -> None:

@@ -11,8 +11,9 @@ import tifffile
 
 pytest.importorskip("scipy")
 
-from ernet.benchmarks.validate import frame_scores, labelled_pairs, local_threshold  # noqa: E402
+from ernet.benchmarks.validate import frame_scores, local_threshold  # noqa: E402
 from ernet.runtime.errors import InputError  # noqa: E402
+from ernet.runtime.io import labelled_pairs  # noqa: E402
 from ernet.training.synthetic import SyntheticConfig, generate  # noqa: E402
 
 from conftest import run_cli  # noqa: E402
@@ -62,5 +63,5 @@ def test_validate_cli(tiny_onnx: Path, tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     scored = json.loads((tmp_path / "p" / "validation.json").read_text())
     assert scored["frames"] == result["frames"]
-    with pytest.raises(InputError, match="no NAME_image"):
+    with pytest.raises(InputError, match="no image/mask pairs"):
         labelled_pairs(tmp_path / "r")

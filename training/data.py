@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ernet.runtime.errors import InputError
-from ernet.runtime.io import SUPPORTED_SUFFIXES, read_image
+from ernet.runtime.io import labelled_pairs, read_image
 from ernet.runtime.preprocess import Normalization
 
 
@@ -30,36 +30,15 @@ class Sample:
     mask: np.ndarray
 
 
-def find_pairs(folder: Path) -> list[tuple[Path, Path]]:
-    """Image/mask file pairs in ``folder``, sorted by name."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise InputError(f"{folder}: data folder not found")
-    files = lambda d, tag: {  # noqa: E731
-        p.stem.removesuffix(tag): p for p in d.iterdir() if p.suffix.lower() in SUPPORTED_SUFFIXES
-    }
-    if (folder / "images").is_dir() and (folder / "masks").is_dir():
-        images, masks = files(folder / "images", ""), files(folder / "masks", "")
-    else:
-        images = {k: v for k, v in files(folder, "_image").items() if v.stem.endswith("_image")}
-        masks = {k: v for k, v in files(folder, "_mask").items() if v.stem.endswith("_mask")}
-    names = sorted(images.keys() & masks.keys())
-    if not names:
-        raise InputError(
-            f"{folder}: no image/mask pairs (NAME_image.tif + NAME_mask.tif, or images/ + masks/)"
-        )
-    return [(images[n], masks[n]) for n in names]
-
-
 def load_samples(folder: Path, normalization: Normalization) -> list[Sample]:
     """Read and normalise every 2-D pair of ``folder`` (stacks contribute each frame)."""
     samples = []
-    for image_path, mask_path in find_pairs(folder):
-        image, mask = read_image(image_path), read_image(mask_path)
+    for pair in labelled_pairs(folder):
+        image, mask = read_image(pair.image), read_image(pair.mask)
         if image.data.shape != mask.data.shape:
-            raise InputError(f"{mask_path}: shape {mask.data.shape} differs from image {image.data.shape}")
+            raise InputError(f"{pair.mask}: shape {mask.data.shape} differs from image {image.data.shape}")
         for i, (frame, labels) in enumerate(zip(image.frames(), mask.frames(), strict=True)):
-            name = image_path.stem.removesuffix("_image") + (f"[{i}]" if image.n_frames > 1 else "")
+            name = pair.name + (f"[{i}]" if image.n_frames > 1 else "")
             samples.append(Sample(name, normalization.apply(frame)[None], labels.astype(np.int64)))
     return samples
 

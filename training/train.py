@@ -15,12 +15,13 @@ from torch.utils.data import DataLoader
 from ernet.runtime import __version__
 from ernet.runtime.errors import InputError
 from ernet.runtime.evaluation import confusion_matrix, scores
+from ernet.runtime.io import labelled_pairs
 from ernet.runtime.metadata import ModelConfig, ModelMetadata
 from ernet.runtime.preprocess import Normalization
 from ernet.runtime.progress import progress
 
 from .checkpoint import file_sha256, load_checkpoint, save_checkpoint
-from .data import RandomCrops, Sample, find_pairs, load_legacy_pickle, load_samples, validation_tiles
+from .data import RandomCrops, Sample, load_legacy_pickle, load_samples, validation_tiles
 from .model import ERNet
 
 PICKLE_SUFFIXES = (".pkl", ".pickle", ".p")
@@ -65,7 +66,7 @@ def _load(source: Path, normalization: Normalization) -> tuple[list[Sample], lis
         files = [source]
         samples = load_legacy_pickle(source, normalization)
     else:
-        files = [p for pair in find_pairs(source) for p in pair]
+        files = [p for pair in labelled_pairs(source) for p in (pair.image, pair.mask)]
         samples = load_samples(source, normalization)
     return samples, [{"file": str(p), "sha256": file_sha256(p)} for p in files]
 
