@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ernet.runtime.errors import InputError
+from ernet.runtime.errors import InputError, first_line
 from ernet.runtime.io import labelled_pairs, read_image
 from ernet.runtime.preprocess import Normalization
 
@@ -72,22 +72,20 @@ def load_legacy_pickle(path: Path, normalization: Normalization) -> list[Sample]
         obj = _ArraysOnlyUnpickler(io.BytesIO(Path(path).read_bytes())).load()
     except (pickle.UnpicklingError, EOFError, AttributeError, ValueError) as exc:
         raise InputError(f"{path}: not an admissible crop pickle ({exc})") from None
-    if isinstance(obj, dict):
-        obj = list(zip(obj.get("images", ()), obj.get("masks", ()), strict=True))
-    elif len(obj) == 2 and len(obj[0]) == len(obj[1]) and np.asarray(obj[0][0]).ndim >= 2:
-        obj = list(zip(obj[0], obj[1], strict=True))
-    samples = []
-    for i, (image, mask) in enumerate(obj):
-        image, mask = np.asarray(image), np.asarray(mask)
-        if image.ndim == 3:  # H x W x RGB crops: one channel is enough
-            image = image[..., 0]
-        samples.append(
-            Sample(
-                f"{Path(path).stem}[{i}]",
-                normalization.apply(image)[None],
-                (np.asarray(mask)[..., 0] if mask.ndim == 3 else mask).astype(np.int64),
-            )
-        )
+    try:
+        if isinstance(obj, dict):
+            obj = list(zip(obj.get("images", ()), obj.get("masks", ()), strict=True))
+        elif len(obj) == 2 and len(obj[0]) == len(obj[1]) and np.asarray(obj[0][0]).ndim >= 2:
+            obj = list(zip(obj[0], obj[1], strict=True))
+        samples = []
+        for i, (image, mask) in enumerate(obj):
+            image, mask = np.asarray(image), np.asarray(mask)
+            if image.ndim == 3:  # H x W x RGB crops: one channel is enough
+                image = image[..., 0]
+            labels = (mask[..., 0] if mask.ndim == 3 else mask).astype(np.int64)
+            samples.append(Sample(f"{Path(path).stem}[{i}]", normalization.apply(image)[None], labels))
+    except (TypeError, ValueError, IndexError) as exc:
+        raise InputError(f"{path}: not a set of (image, mask) pairs ({first_line(exc)})") from None
     if not samples:
         raise InputError(f"{path}: no image/mask pairs found")
     return samples
