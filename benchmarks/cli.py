@@ -82,9 +82,7 @@ def bench_frame(seg: Segmenter, height: int, width: int, repeats: int) -> dict[s
     """End-to-end ``segment`` latency vs the raw model on the same tiles."""
     frame = uint16_frame(height, width)
     grid = TileGrid.plan(height, width, seg.tile, seg.overlap)
-    tiles = np.zeros(
-        (len(grid), seg.metadata.config.in_channels, grid.tile_height, grid.tile_width), np.float32
-    )
+    tiles = np.zeros((len(grid), seg.metadata.config.in_channels, seg.tile, seg.tile), np.float32)
 
     def raw() -> None:
         for first in range(0, len(tiles), seg.batch):

@@ -21,7 +21,7 @@ import typer
 from ernet.runtime import Segmenter
 from ernet.runtime.errors import ErnetError, InputError
 from ernet.runtime.evaluation import confusion_matrix, scores
-from ernet.runtime.io import atomic_output, labelled_pairs, mask_path, read_image
+from ernet.runtime.io import atomic_output, labelled_pairs, mask_path, open_image
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 DEFAULT_DATA = Path("../shared/data/er-real")
@@ -50,9 +50,9 @@ def score_pair(
     name: str, image_path: Path, truth_path: Path, predict: Predict, baseline: bool
 ) -> dict[str, Any]:
     """Scores of one labelled image or stack (all its frames together)."""
-    image, truth = read_image(image_path), read_image(truth_path).data
-    if truth.shape != image.data.shape:
-        raise InputError(f"{truth_path}: shape {truth.shape} differs from {image_path}'s {image.data.shape}")
+    image, truth = open_image(image_path), open_image(truth_path).data
+    if truth.shape != image.shape:
+        raise InputError(f"{truth_path}: shape {truth.shape} differs from {image_path}'s {image.shape}")
     frames = list(image.frames())
     truth = truth.reshape(len(frames), *image.frame_shape)
     row: dict[str, Any] = {"frame": name, **frame_scores(predict(image_path, frames), truth)}
@@ -92,7 +92,7 @@ def validate(
         if predictions is not None:
 
             def predict(image_path: Path, frames: list[np.ndarray]) -> np.ndarray:
-                mask = read_image(mask_path(image_path, predictions)).data
+                mask = open_image(mask_path(image_path, predictions)).data
                 return mask.reshape(len(frames), *frames[0].shape)
         else:
             seg = Segmenter(model, provider=provider, tile=tile, overlap=overlap)

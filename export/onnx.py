@@ -17,6 +17,7 @@ import onnx
 import torch
 
 from ernet.runtime import __version__
+from ernet.runtime.backends import BackendOptions
 from ernet.runtime.backends.onnxruntime import INPUT_NAME, OUTPUT_NAME, OnnxRuntimeBackend
 from ernet.runtime.errors import ErnetError
 from ernet.runtime.io import atomic_output
@@ -86,7 +87,7 @@ def to_onnx_proto(model: ERNet, metadata: ModelMetadata, opset: int = 18) -> onn
 
 def check_parity(model: ERNet, onnx_path: Path, seed: int = 0) -> list[ParityResult]:
     """Compare the ONNX file on ONNX Runtime (CPU) with the torch model on random frames."""
-    backend = OnnxRuntimeBackend(onnx_path, provider="cpu")
+    backend = OnnxRuntimeBackend(onnx_path, BackendOptions("cpu"))
     rng = np.random.default_rng(seed)
     results = []
     for n, h, w in PARITY_SHAPES:

@@ -7,14 +7,14 @@ import time
 from pathlib import Path
 from typing import Annotated
 
-import numpy as np
 import typer
 
 from .backends import PROVIDER_CHOICES
 from .errors import ErnetError, OutputError, first_line
-from .io import mask_path, read_image, write_mask
+from .io import mask_path, open_image, output_path
+from .pipeline import Outputs, segment_image
 from .progress import progress
-from .segmenter import Segmenter
+from .segmenter import ProbabilityFormat, Segmenter
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 
@@ -24,21 +24,50 @@ def fail(message: str) -> None:
     print(f"error: {message}", file=sys.stderr, flush=True)
 
 
-def plan_outputs(inputs: list[Path], out_dir: Path | None, overwrite: bool) -> list[Path]:
-    """Output path per input; refuses to overwrite an input, or an output unless asked."""
+def plan_outputs(
+    inputs: list[Path],
+    out_dir: Path | None,
+    *,
+    probabilities: ProbabilityFormat | None,
+    overlay: bool,
+    overwrite: bool,
+) -> list[Outputs]:
+    """Output files per input; refuses to overwrite an input, or an output unless asked."""
+    if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
+        raise OutputError(f"{out_dir}: output folder is not a directory")
     sources = {p.resolve() for p in inputs}
-    outputs = [mask_path(p, out_dir) for p in inputs]
+    plans = []
     seen: set[Path] = set()
-    for source, target in zip(inputs, outputs, strict=True):
-        resolved = target.resolve()
-        if resolved in sources:
-            raise OutputError(f"{target}: output for {source} would overwrite an input")
-        if resolved in seen:
-            raise OutputError(f"{target}: two inputs would write the same output")
-        seen.add(resolved)
-        if target.exists() and not overwrite:
-            raise OutputError(f"{target}: output exists (pass --overwrite to replace it)")
-    return outputs
+    for source in inputs:
+        plan = Outputs(
+            mask_path(source, out_dir),
+            output_path(source, "probabilities", out_dir) if probabilities else None,
+            probabilities or "uint8",
+            output_path(source, "overlay", out_dir) if overlay else None,
+            overwrite,
+        )
+        for target in plan.paths():
+            resolved = target.resolve()
+            if resolved in sources:
+                raise OutputError(f"{target}: output for {source} would overwrite an input")
+            if resolved in seen:
+                raise OutputError(f"{target}: two inputs would write the same output")
+            seen.add(resolved)
+            if target.exists() and not overwrite:
+                raise OutputError(f"{target}: output exists (pass --overwrite to replace it)")
+        plans.append(plan)
+    return plans
+
+
+def parse_index(values: list[str]) -> dict[str, int]:
+    """``["Z=3", "Q=0"]`` -> ``{"Z": 3, "Q": 0}``."""
+    out = {}
+    for value in values:
+        axis, sep, number = value.partition("=")
+        if not sep or len(axis.strip()) != 1 or not number.strip().lstrip("-").isdigit():
+            raise typer.BadParameter(f"expected AXIS=INDEX such as Z=0, got {value!r}", param_hint="--index")
+        out[axis.strip().upper()] = int(number)
+    return out
 
 
 @app.command()
@@ -52,19 +81,68 @@ def infer(
     provider: Annotated[
         str, typer.Option(help=f"Execution provider: {'|'.join(PROVIDER_CHOICES)}.")
     ] = "auto",
+    fallback: Annotated[
+        bool, typer.Option(help="If the provider asked for cannot start, use the next one (else: error).")
+    ] = False,
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Output folder; default: beside each input.")
     ] = None,
     tile: Annotated[int | None, typer.Option(help="Tile size; default: the model's training crop.")] = None,
-    overlap: Annotated[int | None, typer.Option(help="Tile overlap in pixels; default: tile / 4.")] = None,
+    overlap: Annotated[
+        int | None, typer.Option(help="Tile overlap in pixels; default: a quarter of the tile.")
+    ] = None,
     batch: Annotated[int, typer.Option(help="Tiles per model call.")] = 4,
+    threads: Annotated[
+        int | None, typer.Option(help="CPU threads; default: the physical cores available.")
+    ] = None,
+    fp16: Annotated[bool, typer.Option(help="TensorRT provider: allow fp16 layers.")] = False,
+    normalize: Annotated[
+        str, typer.Option(help="Normalise each 'frame' on its own, or a whole 'stack' alike.")
+    ] = "frame",
+    channel: Annotated[
+        int | None, typer.Option(help="Channel to segment in multichannel or RGB inputs (0-based).")
+    ] = None,
+    index: Annotated[
+        list[str] | None, typer.Option(help="Fix an extra axis, e.g. --index Q=0 (repeatable).")
+    ] = None,
+    probabilities: Annotated[
+        str | None,
+        typer.Option(help="Also write <stem>_probabilities.tif per class: 'uint8' (0-255) or 'float16'."),
+    ] = None,
+    overlay: Annotated[
+        bool, typer.Option(help="Also write <stem>_overlay.tif (RGB) for quick viewing.")
+    ] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace existing outputs.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
 ) -> None:
     """Segment ER in each INPUT; writes <stem>_mask.tif (uint8 class ids, input axes)."""
     try:
-        outputs = plan_outputs(inputs, out, overwrite)
-        segmenter = Segmenter(model, provider=provider, tile=tile, overlap=overlap, batch=batch)
+        if normalize not in ("frame", "stack"):
+            raise typer.BadParameter("choose 'frame' or 'stack'", param_hint="--normalize")
+        if probabilities not in (None, "uint8", "float16"):
+            raise typer.BadParameter("choose 'uint8' or 'float16'", param_hint="--probabilities")
+        selection = parse_index(index or [])
+        plans = plan_outputs(
+            inputs,
+            out,
+            probabilities=probabilities,
+            overlay=overlay,
+            overwrite=overwrite,  # type: ignore[arg-type]
+        )
+        segmenter = Segmenter(
+            model,
+            provider=provider,
+            fallback=fallback,
+            tile=tile,
+            overlap=overlap,
+            batch=batch,
+            threads=threads,
+            fp16=fp16,
+            warmup=False,
+        )
+    except typer.BadParameter as exc:
+        fail(f"{exc.param_hint}: {exc.message}")
+        raise typer.Exit(2) from None
     except (ErnetError, ValueError) as exc:
         fail(str(exc))
         raise typer.Exit(1) from None
@@ -79,33 +157,39 @@ def infer(
     failures = frames = 0
     pixels = 0
     start = time.perf_counter()
-    for source, target in zip(inputs, outputs, strict=True):
+    for source, plan in zip(inputs, plans, strict=True):
         try:
-            image = read_image(source)
-            mask = np.empty(image.data.shape, np.uint8)
-            flat = mask.reshape(-1, *image.frame_shape)
+            image = open_image(source, channel, selection)
             with progress(image.n_frames, source.name, quiet=quiet) as advance:
-                for i, frame in enumerate(image.frames()):
-                    flat[i] = segmenter.segment(frame)
-                    advance(1)
-            write_mask(target, mask, image, overwrite=overwrite)
+                segment_image(
+                    segmenter,
+                    image,
+                    plan,
+                    normalize_over=normalize,
+                    advance=advance,  # type: ignore[arg-type]
+                )
+        except KeyboardInterrupt:
+            fail(f"{source}: interrupted; its outputs were not written")
+            raise typer.Exit(130) from None
         except ErnetError as exc:
             fail(str(exc))
             failures += 1
             continue
-        except (OSError, RuntimeError, MemoryError) as exc:  # disk full, model runtime failure
+        except (OSError, RuntimeError, MemoryError) as exc:  # model runtime failure, out of memory
             fail(f"{source}: {type(exc).__name__}: {first_line(exc)}")
             failures += 1
             continue
         frames += image.n_frames
-        pixels += image.data.size
+        pixels += image.n_frames * image.frame_shape[0] * image.frame_shape[1]
         if not quiet:
-            print(f"wrote {target}", file=sys.stderr)
-    elapsed = time.perf_counter() - start
+            for path in plan.paths():
+                print(f"wrote {path}", file=sys.stderr)
+    elapsed = max(time.perf_counter() - start, 1e-9)
     mpix = pixels / 1e6
     print(
-        f"{frames} frames, {mpix:.2f} MPix in {elapsed:.2f} s: {mpix / max(elapsed, 1e-9):.2f} MPix/s "
-        f"on {segmenter.backend.description}" + (f"; {failures} input(s) failed" if failures else "")
+        f"{frames} frames, {mpix:.2f} MPix in {elapsed:.2f} s: {frames / elapsed:.2f} frames/s, "
+        f"{mpix / elapsed:.2f} MPix/s on {segmenter.backend.description}"
+        + (f"; {failures} input(s) failed" if failures else "")
     )
     if failures:
         raise typer.Exit(1)

@@ -69,3 +69,52 @@ class Normalization:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> Normalization:
         return cls(**values)
+
+
+#: Pixels sampled per frame of float (or wide integer) data for a stack's range.
+_FLOAT_SAMPLES_PER_FRAME = 4096
+
+
+class StackRange:
+    """The normalisation range of a whole stack, gathered frame by frame in bounded memory.
+
+    Percentiles are exact for integer frames of up to 16 bits (a running histogram);
+    other data contribute an evenly strided sample of each frame.
+    """
+
+    def __init__(self, normalization: Normalization) -> None:
+        self.normalization = normalization
+        self._counts: np.ndarray | None = None
+        self._samples: list[np.ndarray] = []
+
+    def add(self, frame: np.ndarray) -> None:
+        """Count one frame."""
+        if self.normalization.mode == "scale":
+            return
+        values = np.asarray(frame).ravel()
+        if values.dtype.kind in "ub" and values.dtype.itemsize <= 2:
+            counts = np.bincount(values, minlength=65536 if values.dtype.itemsize == 2 else 256)
+            self._counts = counts if self._counts is None else self._counts + counts
+        else:
+            step = max(1, values.size // _FLOAT_SAMPLES_PER_FRAME)
+            self._samples.append(values[::step].astype(np.float32))
+
+    def value_range(self) -> tuple[float, float]:
+        """The range of everything added so far (as ``Normalization.value_range`` of it all)."""
+        norm = self.normalization
+        if norm.mode == "scale":
+            return 0.0, float(norm.scale)
+        if self._samples:  # a stack has one pixel type: either samples or counts
+            return norm.value_range(np.concatenate(self._samples))
+        if self._counts is None:
+            raise ValueError("no frames were added")
+        return _histogram_percentile(self._counts, norm.low), _histogram_percentile(self._counts, norm.high)
+
+
+def _histogram_percentile(counts: np.ndarray, q: float) -> float:
+    """``np.percentile`` (linear interpolation) of the values whose histogram is ``counts``."""
+    cumulative = np.cumsum(counts)
+    position = q / 100 * (cumulative[-1] - 1)
+    below = int(np.floor(position))
+    lo, hi = np.searchsorted(cumulative, [below, min(below + 1, cumulative[-1] - 1)], side="right")
+    return float(lo + (position - below) * (hi - lo))

@@ -1,7 +1,12 @@
-"""Tiled inference: a fixed-shape tile grid, blending weights and stitching.
+"""Tiled inference: a fixed-shape tile grid, blending weights and band-wise stitching.
 
 Pure numpy and independent of any backend: a backend is just a function from a
-float32 N x C x h x w batch to N x K x h x w logits.
+float32 N x C x h x w batch to N x K x h x w logits. Every tile has the same shape
+(what batched tiles and TensorRT engines need): the last tile of a row or column is
+shifted back inside the frame, and only a frame smaller than a tile is padded, by
+reflection. Logits are blended with a Gaussian weight that has a floor, and the frame
+is finished in row bands as soon as the tiles covering them have run, so memory
+holds about two tile rows, not whole-frame buffers.
 """
 
 from __future__ import annotations
@@ -12,6 +17,10 @@ from dataclasses import dataclass
 import numpy as np
 
 RunBatch = Callable[[np.ndarray], np.ndarray]
+#: Standard deviation of the blending Gaussian, as a fraction of the tile side.
+SIGMA_FRACTION = 0.125
+#: Smallest blending weight: a tile border still counts where no other tile reaches.
+WEIGHT_FLOOR = 1e-3
 
 
 def axis_starts(length: int, tile: int, overlap: int) -> list[int]:
@@ -34,22 +43,37 @@ def axis_starts(length: int, tile: int, overlap: int) -> list[int]:
 
 @dataclass(frozen=True)
 class TileGrid:
-    """Origins of equal-shape tiles covering a ``height`` x ``width`` frame."""
+    """Origins of ``tile`` x ``tile`` tiles covering a ``height`` x ``width`` frame.
+
+    A frame side shorter than the tile is padded up to it (``padded_height``,
+    ``padded_width``); tiles never leave the padded frame.
+    """
 
     height: int
     width: int
-    tile_height: int
-    tile_width: int
+    tile: int
     ys: tuple[int, ...]
     xs: tuple[int, ...]
 
     @classmethod
     def plan(cls, height: int, width: int, tile: int, overlap: int) -> TileGrid:
-        """Plan tiles of ``tile`` x ``tile`` (clamped to the frame) overlapping by ``overlap``."""
-        th, tw = min(tile, height), min(tile, width)
-        ys = axis_starts(height, th, min(overlap, th - 1))
-        xs = axis_starts(width, tw, min(overlap, tw - 1))
-        return cls(height, width, th, tw, tuple(ys), tuple(xs))
+        """Plan square tiles of side ``tile`` overlapping by ``overlap`` pixels."""
+        ys = axis_starts(max(height, tile), tile, overlap)
+        xs = axis_starts(max(width, tile), tile, overlap)
+        return cls(height, width, tile, tuple(ys), tuple(xs))
+
+    @property
+    def padded_height(self) -> int:
+        return max(self.height, self.tile)
+
+    @property
+    def padded_width(self) -> int:
+        return max(self.width, self.tile)
+
+    @property
+    def tile_pixels(self) -> int:
+        """Pixels the model processes for one frame (tiles x tile area)."""
+        return len(self) * self.tile * self.tile
 
     def __len__(self) -> int:
         return len(self.ys) * len(self.xs)
@@ -60,21 +84,87 @@ class TileGrid:
                 yield y, x
 
 
-def blend_window(height: int, width: int, ramp: int, floor: float = 0.05) -> np.ndarray:
-    """Separable weight rising linearly over ``ramp`` pixels from each border.
+def blend_window(
+    tile: int, sigma_fraction: float = SIGMA_FRACTION, floor: float = WEIGHT_FLOOR
+) -> np.ndarray:
+    """Separable Gaussian weight over a ``tile`` x ``tile`` tile, peak 1, never below ``floor``."""
+    centre = (tile - 1) / 2
+    sigma = max(sigma_fraction * tile, 1e-6)
+    profile = np.exp(-0.5 * ((np.arange(tile) - centre) / sigma) ** 2)
+    return np.maximum(np.outer(profile, profile), floor).astype(np.float32)
 
-    The weight never drops below ``floor``, so every pixel of a tile counts and
-    a pixel covered by a single tile keeps that tile's prediction exactly.
+
+def pad_to_grid(image: np.ndarray, grid: TileGrid) -> np.ndarray:
+    """``image`` (C x H x W) reflected at its bottom/right edges up to the grid's padded size."""
+    pad_h, pad_w = grid.padded_height - grid.height, grid.padded_width - grid.width
+    if not pad_h and not pad_w:
+        return image
+    return np.pad(
+        image, ((0, 0), (0, pad_h), (0, pad_w)), mode="reflect" if min(image.shape[1:]) > 1 else "edge"
+    )
+
+
+def stitch_bands(
+    image: np.ndarray,
+    run_batch: RunBatch,
+    n_classes: int,
+    tile: int,
+    overlap: int,
+    batch_size: int = 4,
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Blended logits of a C x H x W float32 ``image``, as ``(y0, band)`` row bands in order.
+
+    Each ``band`` is K x h x W float32 holding rows ``y0 .. y0 + h``; together the
+    bands cover the frame once. A frame that is exactly one tile is the model's
+    output bit for bit.
     """
+    if image.ndim != 3:
+        raise ValueError(f"expected a C x H x W image, got shape {image.shape}")
+    if batch_size < 1:
+        raise ValueError("batch_size must be at least 1")
+    _, height, width = image.shape
+    grid = TileGrid.plan(height, width, tile, overlap)
+    padded = pad_to_grid(image, grid)
+    # One tile: unit weight, so the result is the model's output bit for bit.
+    weight = blend_window(tile) if len(grid) > 1 else np.ones((tile, tile), np.float32)
+    row_weight = np.zeros((tile, grid.padded_width), np.float32)
+    for x in grid.xs:
+        row_weight[:, x : x + tile] += weight
+    origins = list(grid)
+    ys = grid.ys
+    row = 0  # index into ys of the tile row being accumulated
+    acc = np.zeros((n_classes, tile, grid.padded_width), np.float32)
+    wsum = row_weight.copy()
 
-    def profile(n: int) -> np.ndarray:
-        i = np.arange(n, dtype=np.float32) + 0.5
-        if ramp <= 0:
-            return np.ones(n, np.float32)
-        edge = np.minimum(i, n - i) / np.float32(ramp)
-        return np.clip(edge, floor, 1.0).astype(np.float32)
+    def finish_row(row: int) -> Iterator[tuple[int, np.ndarray]]:
+        """Yield the rows no later tile touches; carry the rest into the next row's buffers."""
+        nonlocal acc, wsum
+        y0 = ys[row]
+        end = ys[row + 1] if row + 1 < len(ys) else y0 + tile
+        done = min(end, height) - y0
+        if done > 0:
+            yield y0, acc[:, :done, :width] / wsum[:done, :width]
+        if row + 1 < len(ys):
+            shift = ys[row + 1] - y0
+            carried_acc = np.zeros_like(acc)
+            carried_acc[:, : tile - shift] = acc[:, shift:]
+            carried_w = row_weight.copy()
+            carried_w[: tile - shift] += wsum[shift:]
+            acc, wsum = carried_acc, carried_w
 
-    return profile(height)[:, None] * profile(width)[None, :]
+    for first in range(0, len(origins), batch_size):
+        chunk = origins[first : first + batch_size]
+        tiles = np.stack([padded[:, y : y + tile, x : x + tile] for y, x in chunk])
+        logits = run_batch(np.ascontiguousarray(tiles))
+        expected = (len(chunk), n_classes, tile, tile)
+        if logits.shape != expected:
+            raise ValueError(f"model returned logits of shape {logits.shape}, expected {expected}")
+        for (y, x), tile_logits in zip(chunk, logits, strict=True):
+            while y != ys[row]:
+                yield from finish_row(row)
+                row += 1
+            acc[:, :, x : x + tile] += tile_logits * weight
+    yield from finish_row(row)
 
 
 def tiled_logits(
@@ -85,31 +175,7 @@ def tiled_logits(
     overlap: int,
     batch_size: int = 4,
 ) -> np.ndarray:
-    """Blend the logits of overlapping tiles of a C x H x W float32 ``image``.
-
-    Returns K x H x W float32 logits. Where the frame fits in one tile the result
-    is exactly ``run_batch`` on the whole frame.
-    """
-    if image.ndim != 3:
-        raise ValueError(f"expected a C x H x W image, got shape {image.shape}")
-    _, height, width = image.shape
-    grid = TileGrid.plan(height, width, tile, overlap)
-    th, tw = grid.tile_height, grid.tile_width
-    # One tile: unit weight, so the result is the model's output bit for bit.
-    weight = blend_window(th, tw, overlap) if len(grid) > 1 else np.ones((th, tw), np.float32)
-    out = np.zeros((n_classes, height, width), np.float32)
-    weight_sum = np.zeros((height, width), np.float32)
-    origins = list(grid)
-    for first in range(0, len(origins), max(1, batch_size)):
-        chunk = origins[first : first + batch_size]
-        tiles = np.stack([image[:, y : y + th, x : x + tw] for y, x in chunk])
-        logits = run_batch(np.ascontiguousarray(tiles))
-        if logits.shape != (len(chunk), n_classes, th, tw):
-            raise ValueError(
-                f"model returned logits of shape {logits.shape}, expected {(len(chunk), n_classes, th, tw)}"
-            )
-        for (y, x), tile_logits in zip(chunk, logits, strict=True):
-            out[:, y : y + th, x : x + tw] += tile_logits * weight
-            weight_sum[y : y + th, x : x + tw] += weight
-    out /= weight_sum
-    return out
+    """The bands of :func:`stitch_bands` assembled into K x H x W float32 logits."""
+    return np.concatenate(
+        [band for _, band in stitch_bands(image, run_batch, n_classes, tile, overlap, batch_size)], axis=1
+    )

@@ -102,10 +102,10 @@ def test_an_input_is_never_an_output(tiny_onnx: Path, tmp_path: Path) -> None:
 
 
 def test_unavailable_provider_is_refused_not_faked(tiny_onnx: Path, tmp_path: Path) -> None:
-    from ernet.runtime.backends.onnxruntime import OnnxRuntimeBackend
+    from ernet.runtime.backends import BackendOptions, OnnxRuntimeBackend
 
     try:
-        OnnxRuntimeBackend(tiny_onnx, "cuda")
+        OnnxRuntimeBackend(tiny_onnx, BackendOptions("cuda"))
     except Exception:
         pass
     else:

@@ -45,12 +45,12 @@ def test_ernet_infer_uses_the_default_model(tmp_path: Path) -> None:
 def test_default_model_on_the_real_frames(real_data: Path) -> None:
     pytest.importorskip("scipy")
     from ernet.benchmarks.validate import frame_scores, local_threshold
-    from ernet.runtime.io import labelled_pairs, read_image
+    from ernet.runtime.io import labelled_pairs, open_image
 
     seg = Segmenter(provider="cpu")
     ious = []
     for _, image_path, mask_path in labelled_pairs(real_data):
-        frame, truth = read_image(image_path).data, read_image(mask_path).data
+        frame, truth = open_image(image_path).data, open_image(mask_path).data
         iou = frame_scores(seg.segment(frame), truth)["iou"]
         baseline = frame_scores(local_threshold(frame), truth)["iou"]
         assert iou > baseline + 0.1, image_path.name  # clearly above the classical baseline

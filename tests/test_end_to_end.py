@@ -89,10 +89,15 @@ def test_train_export_infer(tmp_path: Path) -> None:
 def test_whole_frame_in_one_tile_equals_untiled_inference(tiny_onnx: Path) -> None:
     seg = Segmenter(tiny_onnx, provider="cpu")
     assert seg.tile == 64 and seg.overlap == 16  # the model's training crop, a quarter overlap
-    frame = np.random.default_rng(0).integers(0, 4000, (50, 64), dtype=np.uint16)
+    frame = np.random.default_rng(0).integers(0, 4000, (64, 64), dtype=np.uint16)
     untiled = seg.backend.run(seg.normalization.apply(frame)[None, None])[0]
-    np.testing.assert_array_equal(seg.predict_logits(frame), untiled)
+    np.testing.assert_array_equal(seg.logits(frame), untiled)
     np.testing.assert_array_equal(seg.segment(frame), untiled.argmax(0).astype(np.uint8))
+    probabilities = seg.probabilities(frame)
+    np.testing.assert_allclose(probabilities.sum(axis=0), 1, rtol=1e-5)
+    np.testing.assert_array_equal(probabilities.argmax(0), untiled.argmax(0))
+    scaled = seg.probabilities(frame, dtype="uint8")
+    assert scaled.dtype == np.uint8 and np.abs(scaled / 255 - probabilities).max() <= 0.5 / 255 + 1e-6
 
 
 def test_segmenter_rejects_frames_that_do_not_fit_the_model(tiny_onnx: Path) -> None:

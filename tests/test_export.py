@@ -13,7 +13,7 @@ onnx = pytest.importorskip("onnx")
 
 from ernet.export import onnx as export_onnx  # noqa: E402
 from ernet.export.onnx import ATOL, RTOL, ParityError, export_checkpoint  # noqa: E402
-from ernet.runtime.backends.onnxruntime import OnnxRuntimeBackend  # noqa: E402
+from ernet.runtime.backends import BackendOptions, OnnxRuntimeBackend  # noqa: E402
 from ernet.runtime.metadata import ModelConfig  # noqa: E402
 from ernet.training.checkpoint import file_sha256  # noqa: E402
 from ernet.training.model import ERNet  # noqa: E402
@@ -45,7 +45,7 @@ def test_published_format_checkpoint_exports_with_parity(dataparallel: bool, tmp
     x = np.random.default_rng(5).random((3, 1, 41, 130), dtype=np.float32)
     with torch.no_grad():
         expected = model(torch.from_numpy(x)).numpy()
-    actual = OnnxRuntimeBackend(output, "cpu").run(x)
+    actual = OnnxRuntimeBackend(output, BackendOptions("cpu")).run(x)
     np.testing.assert_allclose(actual, expected, atol=ATOL, rtol=RTOL)
 
 

@@ -10,7 +10,7 @@ import tifffile
 from PIL import Image as PILImage
 
 from ernet.runtime.errors import InputError, OutputError
-from ernet.runtime.io import atomic_output, read_image, write_mask
+from ernet.runtime.io import TiffStackWriter, atomic_output, open_image, write_tiff
 
 
 def test_tiff_stack_keeps_axes_and_pixel_size(tmp_path: Path) -> None:
@@ -19,11 +19,12 @@ def test_tiff_stack_keeps_axes_and_pixel_size(tmp_path: Path) -> None:
     tifffile.imwrite(
         src, data, imagej=True, metadata={"axes": "TYX", "unit": "micron"}, resolution=(1 / 0.1, 1 / 0.1)
     )
-    image = read_image(src)
+    image = open_image(src)
     assert image.axes == "TYX" and image.n_frames == 3 and image.frame_shape == (20, 30)
     np.testing.assert_array_equal(image.data, data)
+    assert image.calibration.pixel_size == pytest.approx((0.1, 0.1))
     out = tmp_path / "mask.tif"
-    write_mask(out, (image.data > 30000).astype(np.uint8), image)
+    write_tiff(out, (image.data > 30000).astype(np.uint8), image.axes, image.calibration)
     with tifffile.TiffFile(out) as tif:
         assert tif.series[0].axes == "TYX" and tif.series[0].dtype == np.uint8
         assert tif.imagej_metadata["unit"] == "micron"
@@ -36,19 +37,83 @@ def test_pillow_formats(tmp_path: Path, suffix: str, dtype: type) -> None:
     data = (np.arange(24 * 31).reshape(24, 31) % 250).astype(dtype)
     path = tmp_path / f"frame{suffix}"
     PILImage.fromarray(data).save(path)
-    image = read_image(path)
+    image = open_image(path)
     assert image.axes == "YX" and image.data.shape == (24, 31) and image.data.dtype == dtype
 
 
-def test_rgb_is_read_as_one_channel(tmp_path: Path) -> None:
+def test_rgb_needs_a_channel_unless_it_is_grey(tmp_path: Path) -> None:
     rgb = np.zeros((10, 12, 3), np.uint8)
     rgb[..., 1] = 90
+    rgb[..., 2] = 7
     PILImage.fromarray(rgb).save(tmp_path / "rgb.png")
     tifffile.imwrite(tmp_path / "rgb.tif", rgb, photometric="rgb")
-    assert read_image(tmp_path / "rgb.png").data.shape == (10, 12)
-    tif = read_image(tmp_path / "rgb.tif")
-    assert tif.data.shape == (10, 12) and tif.axes == "YX"
-    np.testing.assert_array_equal(tif.data, read_image(tmp_path / "rgb.png").data)  # same luma in both
+    for name in ("rgb.png", "rgb.tif"):
+        with pytest.raises(InputError, match="--channel 0..2"):
+            open_image(tmp_path / name)
+        green = open_image(tmp_path / name, channel=1)
+        assert green.axes == "YX"
+        np.testing.assert_array_equal(green.data, rgb[..., 1])
+    PILImage.fromarray(np.repeat(rgb[..., 1:2], 3, axis=2)).save(tmp_path / "grey.png")
+    np.testing.assert_array_equal(open_image(tmp_path / "grey.png").data, rgb[..., 1])
+
+
+def test_channel_and_index_select_frames_lazily(tmp_path: Path) -> None:
+    data = np.arange(2 * 3 * 2 * 5 * 6, dtype=np.uint16).reshape(2, 3, 2, 5, 6)
+    path = tmp_path / "hyper.tif"
+    tifffile.imwrite(path, data, imagej=True, metadata={"axes": "TZCYX"})
+    with pytest.raises(InputError, match="--channel 0..1"):
+        open_image(path)
+    image = open_image(path, channel=1)
+    assert image.axes == "TZYX" and image.shape == (2, 3, 5, 6) and image.n_frames == 6
+    np.testing.assert_array_equal(image.data, data[:, :, 1])
+    one_z = open_image(path, channel=0, index={"Z": 2})
+    assert one_z.axes == "TYX"
+    np.testing.assert_array_equal(one_z.data, data[:, 2, 0])
+
+
+def test_stack_written_frame_by_frame_keeps_calibration(tmp_path: Path) -> None:
+    src = tmp_path / "s.tif"
+    tifffile.imwrite(
+        src,
+        np.zeros((4, 3, 8, 9), np.uint8),
+        imagej=True,
+        resolution=(5.0, 5.0),
+        metadata={"axes": "TZYX", "unit": "micron", "spacing": 0.3, "finterval": 2.5},
+    )
+    image = open_image(src)
+    out = tmp_path / "out.tif"
+    with TiffStackWriter(out, image.shape, image.axes, np.uint8, image.calibration, description={"a": 1}) as w:
+        for i in range(image.n_frames):
+            assert not out.exists()  # appears only when complete
+            w.write(np.full(image.frame_shape, i, np.uint8))
+    back = open_image(out)
+    assert back.axes == "TZYX" and back.calibration == image.calibration
+    np.testing.assert_array_equal(back.data.reshape(12, -1)[:, 0], np.arange(12))
+    with tifffile.TiffFile(out) as tif:
+        assert '"a": 1' in tif.imagej_metadata["Info"]
+
+
+def test_writer_failure_and_interrupt_leave_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    out = tmp_path / "m.tif"
+    real_imwrite = tifffile.imwrite
+
+    def disk_full(path, data=None, **kwargs):  # noqa: ANN001, ANN003, ANN202
+        next(iter(data))
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(tifffile, "imwrite", disk_full)
+    with pytest.raises(OutputError, match="No space left on device"):
+        with TiffStackWriter(out, (3, 4, 4), "TYX", np.uint8) as w:
+            for _ in range(3):
+                w.write(np.zeros((4, 4), np.uint8))
+    monkeypatch.setattr(tifffile, "imwrite", real_imwrite)
+    with pytest.raises(KeyboardInterrupt):
+        with TiffStackWriter(out, (3, 4, 4), "TYX", np.uint8) as w:
+            w.write(np.zeros((4, 4), np.uint8))
+            raise KeyboardInterrupt
+    assert list(tmp_path.iterdir()) == []
 
 
 def _write(path: Path, content: bytes) -> Path:
@@ -72,6 +137,20 @@ def _truncated_tiff(path: Path) -> Path:
     return _write(path, path.read_bytes()[:300])
 
 
+def _float_tiff(path: Path, bad: float) -> Path:
+    data = np.ones((4, 16, 16), np.float32)
+    data[3, 5, 7] = bad  # in the last frame: found while streaming, not at open
+    tifffile.imwrite(path, data, photometric="minisblack")
+    return path
+
+
+def _mixed_sizes(d: Path) -> Path:
+    with tifffile.TiffWriter(d / "mixed.tif") as tif:
+        tif.write(np.zeros((16, 16), np.uint8))
+        tif.write(np.zeros((20, 12), np.uint8))
+    return d / "mixed.tif"
+
+
 BAD_INPUTS = {
     "missing": (lambda d: d / "absent.tif", "file not found"),
     "not an image": (lambda d: _write(d / "notes.tif", b"these are my notes\n" * 10), "not a readable TIFF"),
@@ -84,8 +163,19 @@ BAD_INPUTS = {
     ),
     "5-D": (
         lambda d: (tifffile.imwrite(d / "deep.tif", np.zeros((2, 2, 2, 8, 8), np.uint8)), d / "deep.tif")[1],
-        "dimensionality",
+        "--index Q=0",
     ),
+    "directory": (lambda d: (d / "folder.tif").mkdir() or d / "folder.tif", "not a file"),
+    "NaN pixels": (lambda d: _float_tiff(d / "nan.tif", np.nan), "NaN or infinite"),
+    "inf pixels": (lambda d: _float_tiff(d / "inf.tif", np.inf), "NaN or infinite"),
+    "RGB": (
+        lambda d: (
+            tifffile.imwrite(d / "rgb.tif", np.arange(8 * 8 * 3, dtype=np.uint8).reshape(8, 8, 3)),
+            d / "rgb.tif",
+        )[1],
+        "--channel",
+    ),
+    "frames of differing sizes": (_mixed_sizes, "series of different shapes"),
     "multichannel": (
         lambda d: (
             tifffile.imwrite(
@@ -93,7 +183,7 @@ BAD_INPUTS = {
             ),
             d / "ch.tif",
         )[1],
-        "channels",
+        "--channel 0..2",
     ),
     "unknown suffix": (lambda d: _write(d / "frame.xyz", b"x"), "unsupported file type"),
 }
@@ -104,7 +194,7 @@ def test_bad_inputs_raise_one_line_naming_the_file(case: str, tmp_path: Path) ->
     make, message = BAD_INPUTS[case]
     path = make(tmp_path)
     with pytest.raises(InputError) as info:
-        read_image(path)
+        open_image(path).data  # some problems show only when frames are read
     text = str(info.value)
     assert str(path) in text and message in text and "\n" not in text
 
@@ -118,13 +208,10 @@ def test_atomic_output_leaves_nothing_on_failure(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
-def test_write_mask_refuses_existing_output(tmp_path: Path) -> None:
-    src = tmp_path / "a.tif"
-    tifffile.imwrite(src, np.zeros((4, 4), np.uint8))
-    image = read_image(src)
+def test_writer_refuses_existing_output(tmp_path: Path) -> None:
     out = _write(tmp_path / "a_mask.tif", b"keep me")
     with pytest.raises(OutputError, match="exists"):
-        write_mask(out, np.zeros((4, 4), np.uint8), image)
+        write_tiff(out, np.zeros((4, 4), np.uint8), "YX")
     assert out.read_bytes() == b"keep me"
-    write_mask(out, np.ones((4, 4), np.uint8), image, overwrite=True)
+    write_tiff(out, np.ones((4, 4), np.uint8), "YX", overwrite=True)
     assert tifffile.imread(out).sum() == 16

@@ -7,15 +7,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ernet.runtime.io import read_image
+from ernet.runtime.io import open_image
 
 
 def test_real_frames_and_labels_load(real_data: Path) -> None:
     images = sorted(real_data.glob("*_image.tif"))
     assert len(images) == 4
     for path in images:
-        image = read_image(path)
-        mask = read_image(path.with_name(path.name.replace("_image", "_mask")))
+        image = open_image(path)
+        mask = open_image(path.with_name(path.name.replace("_image", "_mask")))
         assert image.axes == "YX" and image.data.dtype == np.uint8
         assert 1000 <= image.data.shape[0] <= 1100 and 1300 <= image.data.shape[1] <= 1400
         assert mask.data.shape == image.data.shape
@@ -35,6 +35,6 @@ def test_real_folder_is_a_training_source(real_data: Path) -> None:
 def test_real_frame_segments_at_full_size(real_data: Path, tiny_onnx: Path) -> None:
     from ernet.runtime import Segmenter
 
-    frame = read_image(real_data / "stack2_t000_image.tif").data
+    frame = open_image(real_data / "stack2_t000_image.tif").data
     mask = Segmenter(tiny_onnx, provider="cpu", batch=8).segment(frame)
     assert mask.shape == frame.shape and mask.dtype == np.uint8

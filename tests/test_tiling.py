@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ernet.runtime.tiling import TileGrid, axis_starts, blend_window, tiled_logits
+from ernet.runtime.tiling import TileGrid, axis_starts, blend_window, stitch_bands, tiled_logits
 
 
 @pytest.mark.parametrize("length", [1, 5, 63, 64, 65, 100, 129, 1000, 1392])
@@ -28,16 +28,19 @@ def test_axis_starts_rejects_bad_overlap() -> None:
         axis_starts(100, 64, 64)
 
 
-def test_grid_clamps_tile_to_small_frames() -> None:
+def test_grid_pads_small_frames_up_to_one_tile() -> None:
     grid = TileGrid.plan(40, 300, tile=64, overlap=16)
-    assert (grid.tile_height, grid.tile_width) == (40, 64)
+    assert (grid.padded_height, grid.padded_width) == (64, 300)
     assert grid.ys == (0,) and len(grid) == len(grid.xs)
+    assert grid.tile_pixels == len(grid) * 64 * 64
 
 
-def test_blend_window_has_floor_and_peak() -> None:
-    w = blend_window(64, 64, ramp=16, floor=0.05)
-    assert w.min() >= 0.05**2 - 1e-9 and w.max() == 1.0
-    assert w[32, 32] == 1.0 and w[0, 0] < w[8, 8]
+def test_blend_window_is_smooth_with_floor_and_peak() -> None:
+    w = blend_window(64)
+    assert w.shape == (64, 64) and w.min() > 0 and abs(w.max() - 1) < 0.01
+    assert w[0, 32] < w[16, 32] < w[31, 31]
+    np.testing.assert_allclose(w, w.T)
+    assert blend_window(64, floor=0.2).min() == np.float32(0.2)
 
 
 def _pixelwise_model(batch: np.ndarray) -> np.ndarray:
@@ -54,7 +57,7 @@ def test_stitching_reproduces_a_pixelwise_model(shape: tuple[int, ...], batch_si
 
 
 def test_single_tile_is_exactly_whole_frame_inference() -> None:
-    image = np.random.default_rng(1).random((1, 60, 45), dtype=np.float32)
+    image = np.random.default_rng(1).random((1, 64, 64), dtype=np.float32)
     calls = []
 
     def model(batch: np.ndarray) -> np.ndarray:
@@ -62,8 +65,53 @@ def test_single_tile_is_exactly_whole_frame_inference() -> None:
         return np.concatenate([batch * 3.7, -batch], axis=1)  # arbitrary, non-trivial values
 
     out = tiled_logits(image, model, 2, tile=64, overlap=16)
-    assert calls == [(1, 1, 60, 45)]
+    assert calls == [(1, 1, 64, 64)]
     np.testing.assert_array_equal(out, model(image[None])[0])
+
+
+def test_small_frames_are_reflected_up_to_the_tile_shape() -> None:
+    image = np.random.default_rng(2).random((1, 30, 45), dtype=np.float32)
+    seen = []
+
+    def model(batch: np.ndarray) -> np.ndarray:
+        seen.append(batch.copy())
+        return np.concatenate([batch, batch.mean() - batch], axis=1)  # depends on the whole tile
+
+    out = tiled_logits(image, model, 2, tile=64, overlap=16)
+    assert out.shape == (2, 30, 45)
+    (tile,) = seen
+    assert tile.shape == (1, 1, 64, 64)
+    np.testing.assert_array_equal(tile[0, :, :30, :45], image)
+    np.testing.assert_array_equal(tile[0, 0, 30, :45], image[0, 28])  # reflection, not zeros
+    np.testing.assert_array_equal(out, model(tile)[0, :, :30, :45])
+
+
+@pytest.mark.parametrize("shape", [(1, 64, 64), (1, 200, 130), (1, 257, 513), (1, 20, 300)])
+@pytest.mark.parametrize("tile,overlap,batch_size", [(64, 16, 3), (64, 32, 16), (96, 0, 1)])
+def test_bands_cover_the_frame_once_in_order(
+    shape: tuple[int, ...], tile: int, overlap: int, batch_size: int
+) -> None:
+    image = np.random.default_rng(3).random(shape, dtype=np.float32)
+    bands = list(stitch_bands(image, _pixelwise_model, 2, tile, overlap, batch_size))
+    starts = [y0 for y0, _ in bands]
+    heights = [band.shape[1] for _, band in bands]
+    assert starts[0] == 0 and all(a + h == b for a, h, b in zip(starts, heights, starts[1:], strict=False))
+    assert starts[-1] + heights[-1] == shape[1]
+    assert all(band.shape == (2, band.shape[1], shape[2]) for _, band in bands)
+    assert max(heights) <= tile  # stitching holds about a tile row, never the whole frame
+
+
+def test_bands_are_finished_before_later_tiles_run() -> None:
+    """Band-wise stitching: the first band is out before the last tile row is computed."""
+    calls = []
+
+    def model(batch: np.ndarray) -> np.ndarray:
+        calls.append(len(calls))
+        return _pixelwise_model(batch)
+
+    bands = stitch_bands(np.zeros((1, 640, 64), np.float32), model, 2, tile=64, overlap=16, batch_size=1)
+    next(bands)
+    assert len(calls) < len(TileGrid.plan(640, 64, 64, 16))
 
 
 def test_tiles_are_fixed_shape_and_batched() -> None:

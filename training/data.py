@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ernet.runtime.errors import InputError, first_line
-from ernet.runtime.io import labelled_pairs, read_image
+from ernet.runtime.io import labelled_pairs, open_image
 from ernet.runtime.preprocess import Normalization
 
 
@@ -34,9 +34,9 @@ def load_samples(folder: Path, normalization: Normalization) -> list[Sample]:
     """Read and normalise every 2-D pair of ``folder`` (stacks contribute each frame)."""
     samples = []
     for pair in labelled_pairs(folder):
-        image, mask = read_image(pair.image), read_image(pair.mask)
-        if image.data.shape != mask.data.shape:
-            raise InputError(f"{pair.mask}: shape {mask.data.shape} differs from image {image.data.shape}")
+        image, mask = open_image(pair.image), open_image(pair.mask)
+        if image.shape != mask.shape:
+            raise InputError(f"{pair.mask}: shape {mask.shape} differs from image {image.shape}")
         for i, (frame, labels) in enumerate(zip(image.frames(), mask.frames(), strict=True)):
             name = pair.name + (f"[{i}]" if image.n_frames > 1 else "")
             samples.append(Sample(name, normalization.apply(frame)[None], labels.astype(np.int64)))

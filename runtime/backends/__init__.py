@@ -4,13 +4,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .base import Backend
+from .base import Backend, BackendOptions, physical_cores
 from .onnxruntime import PROVIDER_CHOICES, OnnxRuntimeBackend
 
 
-def open_backend(model: Path, provider: str = "auto") -> Backend:
-    """Open ``model`` (an ERNet ONNX file) on the requested provider."""
-    return OnnxRuntimeBackend(model, provider)
+def open_backend(model: Path, options: BackendOptions | None = None) -> Backend:
+    """Open ``model`` (an ERNet ONNX file) as ``options`` ask."""
+    return OnnxRuntimeBackend(model, options)
 
 
-__all__ = ["PROVIDER_CHOICES", "Backend", "OnnxRuntimeBackend", "open_backend"]
+__all__ = [
+    "PROVIDER_CHOICES",
+    "Backend",
+    "BackendOptions",
+    "OnnxRuntimeBackend",
+    "open_backend",
+    "physical_cores",
+]

@@ -7,6 +7,7 @@ requested provider that did not start instead of pretending.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import os
 import re
@@ -17,12 +18,13 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..errors import BackendError, ModelError, first_line
 from ..metadata import METADATA_KEY, ModelMetadata
+from .base import BackendOptions, physical_cores
 
 if TYPE_CHECKING:
     from onnxruntime import InferenceSession
@@ -66,19 +68,35 @@ def _import_onnxruntime() -> ModuleType:
     return onnxruntime
 
 
-def _provider_options(name: str) -> dict[str, str]:
-    if name == "tensorrt":
-        cache = Path(os.environ.get("ERNET_CACHE", Path.home() / ".cache" / "ernet")) / "trt"
-        cache.mkdir(parents=True, exist_ok=True)
-        return {
-            "trt_engine_cache_enable": "True",
-            "trt_engine_cache_path": str(cache),
-            "trt_timing_cache_enable": "True",
-            "trt_timing_cache_path": str(cache),
-        }
-    if name == "cuda":
-        return {"cudnn_conv_algo_search": "HEURISTIC"}
-    return {}
+#: What to install when a GPU provider does not start, by provider.
+_HOW_TO_FIX = {
+    "tensorrt": "install TensorRT 10 for CUDA 12 (pip install tensorrt-cu12) "
+    "and check the GPU with nvidia-smi",
+    "cuda": "install the CUDA 12 and cuDNN 9 runtime libraries (pip install 'onnxruntime-gpu[cuda,cudnn]') "
+    "and check the GPU with nvidia-smi",
+}
+
+
+def tensorrt_profile(tile: int, batch: int, channels: int) -> dict[str, str]:
+    """TensorRT EP optimisation profile for the fixed tile shape: batches of 1 to ``batch``.
+
+    Explicit shapes stop ONNX Runtime from rebuilding engines (30-100 s) on shapes it
+    has not seen.
+    """
+    shape = lambda n: f"{INPUT_NAME}:{n}x{channels}x{tile}x{tile}"  # noqa: E731
+    return {
+        "trt_profile_min_shapes": shape(1),
+        "trt_profile_opt_shapes": shape(batch),
+        "trt_profile_max_shapes": shape(batch),
+    }
+
+
+def _model_hash(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:16]
 
 
 @contextmanager
@@ -119,20 +137,31 @@ class OnnxRuntimeBackend:
 
     ``provider="auto"`` tries TensorRT, then CUDA, then the CPU, keeping the first
     that really initialises; ``fallbacks`` says why each faster one was passed over.
+    A provider named explicitly that cannot start is an error, unless ``fallback``.
     """
 
-    def __init__(self, model: Path | str, provider: str = "auto") -> None:
+    def __init__(self, model: Path | str, options: BackendOptions | None = None) -> None:
+        options = options or BackendOptions()
+        provider = options.provider
         if provider not in PROVIDER_CHOICES:
             raise BackendError(f"unknown provider {provider!r}; choose one of {', '.join(PROVIDER_CHOICES)}")
         self.path = Path(model)
         if not self.path.is_file():
             raise ModelError(f"{self.path}: model file not found")
+        self.options = options
         ort = _import_onnxruntime()
         available = set(ort.get_available_providers())
-        wanted = [p for p in _PROVIDERS if p != "cpu"] if provider == "auto" else [provider]
+        order = list(_PROVIDERS)
+        if provider == "auto":
+            wanted = order[:-1]
+        else:
+            wanted = order[order.index(provider) : -1] if options.fallback else [provider]
         self.fallbacks: list[tuple[str, str]] = []
+        self.metadata = self._read_metadata(self._open_session(ort, "cpu", probe=True)[0])
         session: InferenceSession | None = None
         for name in wanted:
+            if name == "cpu":
+                break
             if _PROVIDERS[name] not in available:
                 self.fallbacks.append((name, "not in this ONNX Runtime build"))
                 continue
@@ -141,20 +170,57 @@ class OnnxRuntimeBackend:
                 break
             self.fallbacks.append((name, reason))
         if session is None:
-            if provider not in ("auto", "cpu"):
-                raise BackendError(f"provider {provider!r} cannot run here: {self.fallbacks[-1][1]}")
+            if provider not in ("auto", "cpu") and not options.fallback:
+                name, reason = self.fallbacks[-1]
+                fix = _HOW_TO_FIX.get(name, "")
+                raise BackendError(
+                    f"provider {name!r} cannot run here: {reason}"
+                    + (f"; to fix: {fix}" if fix else "")
+                    + "; or pass --fallback to run on the next provider"
+                )
             session, _ = self._open_session(ort, "cpu")
             assert session is not None  # the CPU provider always starts, or a ModelError was raised
         self.session = session
         self.provider = self.session.get_providers()[0]
         self.description = f"onnxruntime/{self.provider}"
-        self.metadata = self._read_metadata()
 
-    def _open_session(self, ort: ModuleType, name: str) -> tuple[InferenceSession | None, str]:
-        """A session on provider ``name`` (CPU as the only fallback), or None and why not."""
+    def _session_options(self, ort: ModuleType, name: str) -> tuple[Any, dict[str, str]]:
         options = ort.SessionOptions()
         options.log_severity_level = 3
-        providers = [(_PROVIDERS[name], _provider_options(name))]
+        options.intra_op_num_threads = self.options.threads or physical_cores()
+        provider_options: dict[str, str] = {}
+        if name == "tensorrt":
+            cache = self.options.cache() / "trt" / _model_hash(self.path)
+            cache.mkdir(parents=True, exist_ok=True)
+            provider_options = {
+                "trt_engine_cache_enable": "True",
+                "trt_engine_cache_path": str(cache),
+                "trt_engine_cache_prefix": "ernet",
+                "trt_timing_cache_enable": "True",
+                "trt_timing_cache_path": str(cache),
+                "trt_fp16_enable": str(self.options.fp16),
+                **tensorrt_profile(
+                    self.options.tile or self.metadata.tile_size,
+                    self.options.batch,
+                    self.metadata.config.in_channels,
+                ),
+            }
+        elif name == "cuda":
+            # Tile shapes are fixed, but the last batch of a frame may be smaller.
+            provider_options = {"cudnn_conv_algo_search": "HEURISTIC"}
+        return options, provider_options
+
+    def _open_session(
+        self, ort: ModuleType, name: str, probe: bool = False
+    ) -> tuple[InferenceSession | None, str]:
+        """A session on provider ``name`` (CPU as the only fallback), or None and why not.
+
+        ``probe``: a CPU session without graph optimisation, to read the metadata.
+        """
+        options, provider_options = self._session_options(ort, name)
+        if probe:
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        providers: list[tuple[str, dict[str, str]]] = [(_PROVIDERS[name], provider_options)]
         if name != "cpu":
             providers.append((_PROVIDERS["cpu"], {}))
         # GPU providers print their start-up failures from native code: keep them for the
@@ -167,15 +233,16 @@ class OnnxRuntimeBackend:
                 session = ort.InferenceSession(str(self.path), options, providers=providers)
         except Exception as exc:  # ORT raises its own exception types for bad files
             reason = first_line(exc)
-            if name != "cpu" and "Please install" in reason:
-                return None, _failure_reason([reason])
+            if name != "cpu":
+                return None, _failure_reason([reason, *output])
             raise ModelError(f"{self.path}: not a loadable ONNX model ({reason})") from None
         if session.get_providers()[0] != _PROVIDERS[name]:
             return None, _failure_reason(output)
         return session, ""
 
-    def _read_metadata(self) -> ModelMetadata:
-        props = self.session.get_modelmeta().custom_metadata_map
+    def _read_metadata(self, session: InferenceSession | None) -> ModelMetadata:
+        assert session is not None
+        props = session.get_modelmeta().custom_metadata_map
         try:
             metadata = ModelMetadata.from_props(props)
         except KeyError:
@@ -184,8 +251,8 @@ class OnnxRuntimeBackend:
             ) from None
         except (ValueError, TypeError) as exc:
             raise ModelError(f"{self.path}: invalid ERNet metadata ({exc})") from None
-        inputs = [i.name for i in self.session.get_inputs()]
-        outputs = [o.name for o in self.session.get_outputs()]
+        inputs = [i.name for i in session.get_inputs()]
+        outputs = [o.name for o in session.get_outputs()]
         if inputs != [INPUT_NAME] or outputs != [OUTPUT_NAME]:
             raise ModelError(
                 f"{self.path}: expected input '{INPUT_NAME}' and output '{OUTPUT_NAME}', "
@@ -197,3 +264,7 @@ class OnnxRuntimeBackend:
         """Logits (N x K x H x W float32) for a float32 N x C x H x W batch."""
         (logits,) = self.session.run([OUTPUT_NAME], {INPUT_NAME: batch})
         return np.asarray(logits, dtype=np.float32)
+
+    def close(self) -> None:
+        """Release the session."""
+        self.__dict__.pop("session", None)
