@@ -42,6 +42,22 @@ def test_ernet_infer_uses_the_default_model(tmp_path: Path) -> None:
     assert iou > 0.5  # it segments the generator's ER
 
 
+def test_background_only_tiles_stay_dark() -> None:
+    """A cell in one corner of a large dark field: tiles that see only camera background
+    (offset plus noise, normalised with the whole frame) must not light up."""
+    from ernet.training.synthetic import SyntheticConfig, generate
+
+    cell = generate(5, SyntheticConfig(height=300, width=300)).image.astype(np.float32)
+    rng = np.random.default_rng(0)
+    frame = rng.normal(100, 3, (900, 1000)).astype(np.float32)
+    frame[:300, :300] = cell
+    frame = np.clip(frame, 0, 65535).astype(np.uint16)
+    seg = Segmenter(provider="cpu")
+    labels = seg.segment(frame)
+    assert labels[:300, :300].any()
+    assert not labels[300 + seg.tile :, :].any() and not labels[:, 300 + seg.tile :].any()
+
+
 def test_default_model_on_the_real_frames(real_data: Path) -> None:
     pytest.importorskip("scipy")
     from ernet.benchmarks.validate import frame_scores, local_threshold

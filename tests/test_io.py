@@ -82,7 +82,8 @@ def test_stack_written_frame_by_frame_keeps_calibration(tmp_path: Path) -> None:
     )
     image = open_image(src)
     out = tmp_path / "out.tif"
-    with TiffStackWriter(out, image.shape, image.axes, np.uint8, image.calibration, description={"a": 1}) as w:
+    calibration = image.calibration
+    with TiffStackWriter(out, image.shape, image.axes, np.uint8, calibration, description={"a": 1}) as w:
         for i in range(image.n_frames):
             assert not out.exists()  # appears only when complete
             w.write(np.full(image.frame_shape, i, np.uint8))
@@ -194,7 +195,7 @@ def test_bad_inputs_raise_one_line_naming_the_file(case: str, tmp_path: Path) ->
     make, message = BAD_INPUTS[case]
     path = make(tmp_path)
     with pytest.raises(InputError) as info:
-        open_image(path).data  # some problems show only when frames are read
+        list(open_image(path).frames())  # some problems show only when frames are read
     text = str(info.value)
     assert str(path) in text and message in text and "\n" not in text
 
