@@ -45,7 +45,7 @@ def tile_argmaxes(seg: Segmenter, image: np.ndarray, grid: TileGrid) -> dict[tup
     """Each tile's own class ids, keyed by its origin."""
     padded = pad_to_grid(image, grid)
     origins = list(grid)
-    out = {}
+    out: dict[tuple[int, int], np.ndarray] = {}
     t = grid.tile
     for first in range(0, len(origins), seg.batch):
         chunk = origins[first : first + seg.batch]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal, cast
 
 import typer
 
@@ -125,9 +125,9 @@ def infer(
         plans = plan_outputs(
             inputs,
             out,
-            probabilities=probabilities,
+            probabilities=cast("ProbabilityFormat | None", probabilities),
             overlay=overlay,
-            overwrite=overwrite,  # type: ignore[arg-type]
+            overwrite=overwrite,
         )
         segmenter = Segmenter(
             model,
@@ -165,8 +165,8 @@ def infer(
                     segmenter,
                     image,
                     plan,
-                    normalize_over=normalize,
-                    advance=advance,  # type: ignore[arg-type]
+                    normalize_over=cast("Literal['frame', 'stack']", normalize),
+                    advance=advance,
                 )
         except KeyboardInterrupt:
             fail(f"{source}: interrupted; its outputs were not written")

@@ -325,7 +325,7 @@ def _select(layout: _Layout, channel: int | None, index: dict[str, int]) -> Imag
             f"at most {MAX_LEADING_AXES} leading axes: fix the others with --index, e.g. --index {extra}=0"
         )
     lead_shape = shape[: len(lead)]
-    pages = (0,)
+    pages: tuple[int, ...] = (0,)
     if lead:
         fixed = {lead.index(a): i for a, i in index.items() if a in lead}
         pages = tuple(

@@ -166,7 +166,7 @@ def segment_image(
         for normalized in prepared:
             prediction = segmenter.predict_prepared(normalized, fmt)
             masks.write(prediction.labels)
-            if probabilities:
+            if probabilities and prediction.probabilities is not None:
                 probabilities.write(prediction.probabilities)
             if overlays:
                 overlays.write(overlay(normalized[0], prediction.labels))

@@ -15,7 +15,7 @@ from test_io import BAD_INPUTS
 
 
 def _snapshot(folder: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in folder.iterdir()}
+    return {p.name: p.read_bytes() if p.is_file() else b"<dir>" for p in folder.iterdir()}
 
 
 def assert_one_error_line(done, *must_contain: str) -> None:  # noqa: ANN001
@@ -28,7 +28,20 @@ def assert_one_error_line(done, *must_contain: str) -> None:  # noqa: ANN001
         assert text in lines[0]
 
 
-INPUT_CASES = ["missing", "not an image", "corrupt TIFF", "empty array", "1-D", "5-D"]
+INPUT_CASES = [
+    "missing",
+    "directory",
+    "not an image",
+    "corrupt TIFF",
+    "empty array",
+    "1-D",
+    "5-D",
+    "NaN pixels",
+    "inf pixels",
+    "RGB",
+    "multichannel",
+    "frames of differing sizes",
+]
 
 
 @pytest.mark.parametrize("case", INPUT_CASES)
@@ -115,3 +128,72 @@ def test_unavailable_provider_is_refused_not_faked(tiny_onnx: Path, tmp_path: Pa
     done = run_cli("ernet-infer", frame, "--model", tiny_onnx, "--provider", "cuda", "-q")
     assert_one_error_line(done, "provider 'cuda' cannot run here")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f.tif"]
+
+
+def test_output_folder_that_is_a_file_is_refused(tiny_onnx: Path, tmp_path: Path) -> None:
+    frame = tmp_path / "f.tif"
+    tifffile.imwrite(frame, np.zeros((16, 16), np.uint8))
+    (tmp_path / "taken").write_text("a file")
+    before = _snapshot(tmp_path)
+    done = run_cli("ernet-infer", frame, "--model", tiny_onnx, "-o", tmp_path / "taken", "-q")
+    assert_one_error_line(done, "taken", "not a directory")
+    assert _snapshot(tmp_path) == before
+
+
+def test_unwritable_output_folder(tiny_onnx: Path, tmp_path: Path) -> None:
+    frame = tmp_path / "f.tif"
+    tifffile.imwrite(frame, np.zeros((16, 16), np.uint8))
+    (tmp_path / "file").write_text("x")
+    done = run_cli("ernet-infer", frame, "--model", tiny_onnx, "-o", tmp_path / "file" / "sub", "-q")
+    assert_one_error_line(done, str(tmp_path / "file" / "sub"), "cannot write here")
+
+
+def test_disk_full_while_writing_leaves_nothing(
+    tiny_onnx: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    from typer.testing import CliRunner
+
+    from ernet.runtime import cli
+
+    stack = tmp_path / "s.tif"
+    tifffile.imwrite(stack, np.zeros((3, 16, 16), np.uint8), photometric="minisblack")
+    real_imwrite = tifffile.imwrite
+
+    def fills_the_disk(path, data=None, **kwargs):  # noqa: ANN001, ANN003, ANN202
+        with open(path, "wb") as f:
+            f.write(b"partial")
+        next(iter(data))
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(tifffile, "imwrite", fills_the_disk)
+    before = _snapshot(tmp_path)
+    result = CliRunner().invoke(cli.app, [str(stack), "--model", str(tiny_onnx), "--provider", "cpu", "-q"])
+    monkeypatch.setattr(tifffile, "imwrite", real_imwrite)
+    assert result.exit_code == 1
+    assert "s_mask.tif: cannot write (No space left on device)" in result.output
+    assert _snapshot(tmp_path) == before
+
+
+def test_ctrl_c_leaves_no_half_written_output(tiny_onnx: Path, tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    stack = tmp_path / "long.tif"
+    tifffile.imwrite(stack, np.zeros((1500, 96, 96), np.uint8), imagej=True, metadata={"axes": "TYX"})
+    before = _snapshot(tmp_path)
+    command = Path(sys.executable).parent / "ernet-infer"
+    args = [str(command), str(stack), "--model", str(tiny_onnx), "--batch", "1", "--threads", "1", "-q"]
+    proc = subprocess.Popen(args, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.glob(".long_mask.tif.*.part")):  # it is writing
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, (proc.returncode, out, err)
+    assert err.strip().splitlines() == [f"error: {stack}: interrupted; its outputs were not written"]
+    assert _snapshot(tmp_path) == before

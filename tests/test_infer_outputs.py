@@ -1,0 +1,109 @@
+"""What ernet-infer writes: masks, probabilities and overlays that keep the input's axes,
+calibration and a record of how they were made; stack-wide normalisation; channels."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+
+from ernet.runtime import Segmenter
+from ernet.runtime.preprocess import StackRange
+
+from conftest import run_cli
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Path:
+    rng = np.random.default_rng(0)
+    data = rng.integers(0, 3000, (3, 2, 70, 90), dtype=np.uint16)
+    data[1] //= 4  # a dimmer time point: per-frame and per-stack normalisation differ
+    path = tmp_path / "cells.tif"
+    tifffile.imwrite(
+        path,
+        data,
+        imagej=True,
+        resolution=(1 / 0.065, 1 / 0.065),
+        metadata={"axes": "TZYX", "unit": "micron", "spacing": 0.25, "finterval": 1.5},
+    )
+    return path
+
+
+def test_probabilities_overlay_and_metadata(stack: Path, tiny_onnx: Path) -> None:
+    done = run_cli(
+        "ernet-infer",
+        stack,
+        "--model",
+        tiny_onnx,
+        "--provider",
+        "cpu",
+        "--probabilities",
+        "uint8",
+        "--overlay",
+    )
+    assert done.returncode == 0, done.stderr
+    data = tifffile.imread(stack)
+    seg = Segmenter(tiny_onnx, provider="cpu")
+    with tifffile.TiffFile(stack.with_name("cells_mask.tif")) as tif:
+        assert tif.series[0].axes == "TZYX"
+        ij = tif.imagej_metadata
+        assert (ij["unit"], ij["spacing"], ij["finterval"]) == ("micron", 0.25, 1.5)
+        num, den = tif.pages.first.tags["XResolution"].value
+        assert num / den == pytest.approx(1 / 0.065)
+        info = json.loads(ij["Info"])
+        assert info["normalized_over"] == "frame" and info["normalization"]["mode"] == "percentile"
+        assert info["tile"] == 64 and info["class_names"] == ["background", "ER"]
+        mask = tif.series[0].asarray()
+    np.testing.assert_array_equal(mask[2, 1], seg.segment(data[2, 1]))
+    with tifffile.TiffFile(stack.with_name("cells_probabilities.tif")) as tif:
+        assert tif.series[0].axes == "TZCYX" and tif.series[0].dtype == np.uint8
+        probs = tif.series[0].asarray()
+    np.testing.assert_array_equal(probs[2, 1], seg.probabilities(data[2, 1], dtype="uint8"))
+    with tifffile.TiffFile(stack.with_name("cells_overlay.tif")) as tif:
+        assert tif.series[0].axes == "TZYXS" and tif.series[0].shape == (3, 2, 70, 90, 3)
+        rgb = tif.series[0].asarray()
+    tinted = rgb[..., 0].astype(int) - rgb[..., 1]  # magenta over grey: red exceeds green
+    np.testing.assert_array_equal(tinted > 0, mask == 1)
+
+
+def test_float16_probabilities_are_a_plain_tiff(stack: Path, tiny_onnx: Path) -> None:
+    done = run_cli("ernet-infer", stack, "--model", tiny_onnx, "--probabilities", "float16", "-q")
+    assert done.returncode == 0, done.stderr
+    with tifffile.TiffFile(stack.with_name("cells_probabilities.tif")) as tif:
+        assert tif.series[0].axes == "TZCYX" and tif.series[0].dtype == np.float16
+        probs = tif.series[0].asarray().astype(np.float32)
+    np.testing.assert_allclose(probs.sum(axis=2), 1, atol=2e-3)
+
+
+def test_stack_normalisation(stack: Path, tiny_onnx: Path) -> None:
+    done = run_cli("ernet-infer", stack, "--model", tiny_onnx, "--normalize", "stack", "-q")
+    assert done.returncode == 0, done.stderr
+    data = tifffile.imread(stack)
+    seg = Segmenter(tiny_onnx, provider="cpu")
+    gathered = StackRange(seg.normalization)
+    for frame in data.reshape(-1, 70, 90):
+        gathered.add(frame)
+    value_range = gathered.value_range()
+    assert value_range == pytest.approx(seg.normalization.value_range(data))
+    with tifffile.TiffFile(stack.with_name("cells_mask.tif")) as tif:
+        mask = tif.series[0].asarray()
+        info = json.loads(tif.imagej_metadata["Info"])
+    assert info["normalized_over"] == "stack" and info["value_range"] == pytest.approx(list(value_range))
+    np.testing.assert_array_equal(mask[1, 0], seg.segment(data[1, 0], value_range))
+    assert not np.array_equal(mask[1, 0], seg.segment(data[1, 0]))  # the option changes something
+
+
+def test_channel_option_picks_the_er_channel(tmp_path: Path, tiny_onnx: Path) -> None:
+    data = np.random.default_rng(1).integers(0, 255, (2, 3, 40, 50), dtype=np.uint8)
+    path = tmp_path / "multi.tif"
+    tifffile.imwrite(path, data, imagej=True, metadata={"axes": "ZCYX"})
+    done = run_cli("ernet-infer", path, "--model", tiny_onnx, "--channel", "2", "-q")
+    assert done.returncode == 0, done.stderr
+    with tifffile.TiffFile(tmp_path / "multi_mask.tif") as tif:
+        assert tif.series[0].axes == "ZYX"
+        mask = tif.series[0].asarray()
+    seg = Segmenter(tiny_onnx, provider="cpu")
+    np.testing.assert_array_equal(mask[1], seg.segment(data[1, 2]))
