@@ -77,7 +77,7 @@ bench: $(STAMP) $(DEMO_MODEL)
 	$(BIN)/ernet-bench --model $(DEMO_MODEL) --out $(BUILD)/bench
 
 lint: $(STAMP)
-	$(BIN)/ruff check runtime training export benchmarks tests
+	$(BIN)/ruff check runtime training export benchmarks tests examples
 	$(BIN)/mypy runtime training export benchmarks
 
 clean:
