@@ -25,7 +25,7 @@ import typer
 from ernet.runtime import Segmenter, __version__
 from ernet.runtime.errors import ErnetError
 from ernet.runtime.io import atomic_output
-from ernet.runtime.tiling import TileGrid
+from ernet.runtime.tiling import TileGrid, pad_to_grid
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 
@@ -43,10 +43,15 @@ def timings(fn: Callable[[], object], repeats: int, warmup: int = 1) -> list[flo
 
 
 def summary(seconds: list[float]) -> dict[str, float]:
-    """Median, p95 and spread of a list of timings."""
-    ordered = sorted(seconds)
-    p95 = ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))]
-    return {"median_s": statistics.median(ordered), "p95_s": p95, "min_s": ordered[0], "max_s": ordered[-1]}
+    """Median, p95, p99 and spread of a list of timings."""
+    p95, p99 = np.percentile(seconds, [95, 99])
+    return {
+        "median_s": statistics.median(seconds),
+        "p95_s": float(p95),
+        "p99_s": float(p99),
+        "min_s": min(seconds),
+        "max_s": max(seconds),
+    }
 
 
 def machine() -> dict[str, Any]:
@@ -78,15 +83,22 @@ def uint16_frame(height: int, width: int) -> np.ndarray:
     return np.random.default_rng(0).integers(0, 4096, (height, width), dtype=np.uint16)
 
 
+def frame_batches(seg: Segmenter, frame: np.ndarray) -> list[np.ndarray]:
+    """The model inputs ``seg`` makes of ``frame``: its normalised tiles, in batches."""
+    image = pad_to_grid(seg.prepare(frame), grid := TileGrid.plan(*frame.shape, seg.tile, seg.overlap))
+    tiles = np.stack([image[:, y : y + seg.tile, x : x + seg.tile] for y, x in grid])
+    return [np.ascontiguousarray(tiles[i : i + seg.batch]) for i in range(0, len(tiles), seg.batch)]
+
+
 def bench_frame(seg: Segmenter, height: int, width: int, repeats: int) -> dict[str, Any]:
     """End-to-end ``segment`` latency vs the raw model on the same tiles."""
     frame = uint16_frame(height, width)
     grid = TileGrid.plan(height, width, seg.tile, seg.overlap)
-    tiles = np.zeros((len(grid), seg.metadata.config.in_channels, seg.tile, seg.tile), np.float32)
+    batches = frame_batches(seg, frame)
 
     def raw() -> None:
-        for first in range(0, len(tiles), seg.batch):
-            seg.backend.run(tiles[first : first + seg.batch])
+        for batch in batches:
+            seg.backend.run(batch)
 
     end_to_end = summary(timings(lambda: seg.segment(frame), repeats))
     model = summary(timings(raw, repeats))
@@ -114,6 +126,53 @@ def bench_cli(model: Path, provider: str, height: int, width: int, repeats: int)
     return {"frame": f"{height}x{width} uint16", **summary(seconds)}
 
 
+def run_measured(args: list[str]) -> tuple[float, int]:
+    """Wall seconds and peak resident memory (bytes) of one child process; fails if it fails."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode:
+        raise RuntimeError(f"{args[0]} failed: {proc.stderr.read().decode() if proc.stderr else ''}")
+    return seconds, usage.ru_maxrss * 1024  # Linux reports KiB
+
+
+def bench_stack(seg: Segmenter, provider: str, frames: int, height: int, width: int) -> dict[str, Any]:
+    """A whole ``ernet-infer`` run on a uint16 stack: frames/s, peak RSS, and its time
+    against the raw model on the same tiles (each frame's tiles timed once, times frames)."""
+    import tifffile
+
+    assert seg.model_path is not None
+    frame = uint16_frame(height, width)
+    batches = frame_batches(seg, frame)
+    raw_frame = statistics.median(timings(lambda: [seg.backend.run(b) for b in batches], repeats=3))
+    command = Path(sys.executable).parent / "ernet-infer"
+    with tempfile.TemporaryDirectory() as tmp:
+        stack = Path(tmp) / "stack.tif"
+        with tifffile.TiffWriter(stack, imagej=True) as tif:  # written page by page: any length
+            tif.write(
+                iter(frame for _ in range(frames)),
+                shape=(frames, height, width),
+                dtype=frame.dtype,
+                metadata={"axes": "TYX"},
+            )
+        args = [str(command), str(stack), "--model", str(seg.model_path), "--provider", provider, "-q"]
+        seconds, rss = run_measured(args)
+    mpix = frames * height * width / 1e6
+    raw = raw_frame * frames
+    return {
+        "frames": frames,
+        "frame": f"{height}x{width}",
+        "seconds": seconds,
+        "frames_per_s": frames / seconds,
+        "mpix_per_s": mpix / seconds,
+        "peak_rss_mb": rss / 2**20,
+        "raw_model_s": raw,
+        "overhead": seconds / raw - 1,
+    }
+
+
 def markdown(result: dict[str, Any]) -> str:
     """The results as a Markdown table with the machine description."""
     m = result["machine"]
@@ -122,15 +181,32 @@ def markdown(result: dict[str, Any]) -> str:
         f"provider {result['provider']}; tile {result['tile']}, overlap {result['overlap']}, "
         f"batch {result['batch']}; {result['repeats']} repeats after warm-up.",
         "",
-        "| frame | tiles | end-to-end median (p95) s | model median s | MPix/s | overhead vs model |",
-        "|---|---|---|---|---|---|",
+        "Latency of `Segmenter.segment` on one uint16 frame, against the raw model on the same tiles:",
+        "",
+        "| frame | tiles | p50 s | p95 s | p99 s | raw model p50 s | MPix/s | overhead vs model |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in result["frames"]:
         e, mo = r["end_to_end"], r["model"]
         lines.append(
-            f"| {r['frame']} | {r['tiles']} | {e['median_s']:.3f} ({e['p95_s']:.3f}) | "
+            f"| {r['frame']} | {r['tiles']} | {e['median_s']:.3f} | {e['p95_s']:.3f} | {e['p99_s']:.3f} | "
             f"{mo['median_s']:.3f} | {r['mpix_per_s']:.2f} | {r['overhead']:+.1%} |"
         )
+    if result.get("stacks"):
+        lines += [
+            "",
+            "Whole `ernet-infer` runs on uint16 TYX stacks (process start, model load, reading, "
+            "writing included), against the raw model on the same tiles:",
+            "",
+            "| frames | frame | seconds | frames/s | MPix/s | peak RSS MiB | raw model s | overhead |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for r in result["stacks"]:
+            lines.append(
+                f"| {r['frames']} | {r['frame']} | {r['seconds']:.1f} | {r['frames_per_s']:.2f} | "
+                f"{r['mpix_per_s']:.2f} | {r['peak_rss_mb']:.0f} | {r['raw_model_s']:.1f} | "
+                f"{r['overhead']:+.1%} |"
+            )
     if "cli" in result:
         c = result["cli"]
         lines += [
@@ -150,7 +226,11 @@ def bench(
     sizes: Annotated[str, typer.Option(help="Comma-separated HEIGHTxWIDTH frames.")] = "512x512,1040x1392",
     tile: Annotated[int | None, typer.Option(help="Tile size; default: the model's.")] = None,
     batch: int = 4,
-    repeats: int = 5,
+    repeats: Annotated[int, typer.Option(help="Timed repetitions per frame size.")] = 30,
+    stacks: Annotated[
+        str,
+        typer.Option(help="Comma-separated FRAMESxHEIGHTxWIDTH stacks through ernet-infer ('' for none)."),
+    ] = "50x1040x1392,100x256x256,2000x256x256",
     cli: Annotated[bool, typer.Option(help="Also time whole ernet-infer runs on the largest frame.")] = True,
     out: Annotated[Path | None, typer.Option(help="Folder for results.json and results.md.")] = None,
 ) -> None:
@@ -158,6 +238,7 @@ def bench(
     try:
         seg = Segmenter(model, provider=provider, tile=tile, batch=batch)
         shapes = [tuple(int(v) for v in s.lower().split("x")) for s in sizes.split(",")]
+        stack_shapes = [tuple(int(v) for v in s.lower().split("x")) for s in stacks.split(",") if s]
     except (ErnetError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise typer.Exit(1) from None
@@ -173,7 +254,8 @@ def bench(
     }
     if cli and seg.model_path is not None:
         height, width = max(shapes, key=lambda hw: hw[0] * hw[1])
-        result["cli"] = bench_cli(seg.model_path, provider, height, width, repeats)
+        result["cli"] = bench_cli(seg.model_path, provider, height, width, min(repeats, 5))
+        result["stacks"] = [bench_stack(seg, provider, n, h, w) for n, h, w in stack_shapes]
     table = markdown(result)
     print(table)
     if out is not None:

@@ -46,7 +46,11 @@ class Normalization:
         """The intensities that map to 0 and 1, computed over all of ``data``."""
         if self.mode == "scale":
             return 0.0, float(self.scale)
-        lo, hi = np.percentile(np.asarray(data, dtype=np.float32), (self.low, self.high))
+        data = np.asarray(data)
+        if _histogram_friendly(data):  # exact, and several times faster than sorting
+            counts = np.bincount(data.ravel(), minlength=256)
+            return _histogram_percentile(counts, self.low), _histogram_percentile(counts, self.high)
+        lo, hi = np.percentile(data.astype(np.float32, copy=False), (self.low, self.high))
         return float(lo), float(hi)
 
     def apply(self, data: np.ndarray, value_range: tuple[float, float] | None = None) -> np.ndarray:
@@ -92,8 +96,10 @@ class StackRange:
         if self.normalization.mode == "scale":
             return
         values = np.asarray(frame).ravel()
-        if values.dtype.kind in "ub" and values.dtype.itemsize <= 2:
+        if _histogram_friendly(values):
             counts = np.bincount(values, minlength=65536 if values.dtype.itemsize == 2 else 256)
+            if self._counts is not None and self._counts.size > counts.size:
+                counts = np.pad(counts, (0, self._counts.size - counts.size))
             self._counts = counts if self._counts is None else self._counts + counts
         else:
             step = max(1, values.size // _FLOAT_SAMPLES_PER_FRAME)
@@ -109,6 +115,11 @@ class StackRange:
         if self._counts is None:
             raise ValueError("no frames were added")
         return _histogram_percentile(self._counts, norm.low), _histogram_percentile(self._counts, norm.high)
+
+
+def _histogram_friendly(data: np.ndarray) -> bool:
+    """Unsigned integers of at most 16 bits: percentiles come exactly from a histogram."""
+    return data.dtype.kind in "ub" and data.dtype.itemsize <= 2
 
 
 def _histogram_percentile(counts: np.ndarray, q: float) -> float:

@@ -19,6 +19,8 @@ def test_bench_cli_writes_results(tiny_onnx: Path, tmp_path: Path) -> None:
         "64x80,100x90",
         "--repeats",
         "2",
+        "--stacks",
+        "3x64x80,6x64x80",
         "--out",
         tmp_path,
     )
@@ -31,3 +33,6 @@ def test_bench_cli_writes_results(tiny_onnx: Path, tmp_path: Path) -> None:
     assert result["cli"]["frame"] == "100x90 uint16" and result["cli"]["median_s"] > 0
     assert result["machine"]["cores"] >= 1 and "onnxruntime" in result["machine"]
     assert "| 64x80 |" in (tmp_path / "results.md").read_text()
+    first, second = result["stacks"]
+    assert (first["frames"], second["frames"]) == (3, 6)
+    assert second["peak_rss_mb"] > 10 and second["raw_model_s"] > 0 and second["frames_per_s"] > 0
