@@ -115,8 +115,8 @@ def stitch_bands(
     """Blended logits of a C x H x W float32 ``image``, as ``(y0, band)`` row bands in order.
 
     Each ``band`` is K x h x W float32 holding rows ``y0 .. y0 + h``; together the
-    bands cover the frame once. A frame that is exactly one tile is the model's
-    output bit for bit.
+    bands cover the frame once. A frame that one tile covers (after padding) gets the
+    model's output bit for bit.
     """
     if image.ndim != 3:
         raise ValueError(f"expected a C x H x W image, got shape {image.shape}")
@@ -125,8 +125,12 @@ def stitch_bands(
     _, height, width = image.shape
     grid = TileGrid.plan(height, width, tile, overlap)
     padded = pad_to_grid(image, grid)
-    # One tile: unit weight, so the result is the model's output bit for bit.
-    weight = blend_window(tile) if len(grid) > 1 else np.ones((tile, tile), np.float32)
+    if len(grid) == 1:  # the model's output bit for bit, no blending arithmetic
+        logits = run_batch(np.ascontiguousarray(padded[None]))
+        _check_shape(logits, (1, n_classes, tile, tile))
+        yield 0, logits[0, :, :height, :width]
+        return
+    weight = blend_window(tile)
     row_weight = np.zeros((tile, grid.padded_width), np.float32)
     for x in grid.xs:
         row_weight[:, x : x + tile] += weight
@@ -156,15 +160,18 @@ def stitch_bands(
         chunk = origins[first : first + batch_size]
         tiles = np.stack([padded[:, y : y + tile, x : x + tile] for y, x in chunk])
         logits = run_batch(np.ascontiguousarray(tiles))
-        expected = (len(chunk), n_classes, tile, tile)
-        if logits.shape != expected:
-            raise ValueError(f"model returned logits of shape {logits.shape}, expected {expected}")
+        _check_shape(logits, (len(chunk), n_classes, tile, tile))
         for (y, x), tile_logits in zip(chunk, logits, strict=True):
             while y != ys[row]:
                 yield from finish_row(row)
                 row += 1
             acc[:, :, x : x + tile] += tile_logits * weight
     yield from finish_row(row)
+
+
+def _check_shape(logits: np.ndarray, expected: tuple[int, ...]) -> None:
+    if logits.shape != expected:
+        raise ValueError(f"model returned logits of shape {logits.shape}, expected {expected}")
 
 
 def tiled_logits(

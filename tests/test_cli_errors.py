@@ -71,10 +71,28 @@ def _foreign_onnx(d: Path) -> Path:
     return d / "other.onnx"
 
 
+def _ernet_metadata_wrong_io(d: Path) -> Path:
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    from ernet.runtime.metadata import ModelMetadata
+
+    from conftest import TINY
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 4, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1, 4, 4])
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "renamed", [x], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=10)
+    helper.set_model_props(model, ModelMetadata(config=TINY).to_props())
+    onnx.save(model, d / "renamed.onnx")
+    return d / "renamed.onnx"
+
+
 MODEL_CASES: dict[str, tuple[Callable[[Path], Path], str]] = {
     "missing model": (lambda d: d / "absent.onnx", "model file not found"),
     "not ONNX": (_not_onnx, "not a loadable ONNX model"),
     "not ERNet's ONNX": (_foreign_onnx, "not an ERNet model"),
+    "wrong inputs/outputs": (_ernet_metadata_wrong_io, "expected input 'image' and output 'logits'"),
 }
 
 

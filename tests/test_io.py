@@ -216,3 +216,19 @@ def test_writer_refuses_existing_output(tmp_path: Path) -> None:
     assert out.read_bytes() == b"keep me"
     write_tiff(out, np.ones((4, 4), np.uint8), "YX", overwrite=True)
     assert tifffile.imread(out).sum() == 16
+
+
+def test_ome_pixel_size_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "cells.ome.tif"
+    metadata = {"axes": "TYX", "PhysicalSizeX": 0.08, "PhysicalSizeY": 0.08, "PhysicalSizeXUnit": "µm"}
+    tifffile.imwrite(path, np.zeros((2, 16, 16), np.uint16), ome=True, metadata=metadata)
+    image = open_image(path)
+    assert image.axes == "TYX" and image.calibration.unit == "micron"
+    assert image.calibration.pixel_size == pytest.approx((0.08, 0.08))
+
+
+def test_outputs_past_4_gib_are_bigtiff(tmp_path: Path) -> None:
+    small = TiffStackWriter(tmp_path / "s.tif", (10, 64, 64), "TYX", np.uint8)
+    huge = TiffStackWriter(tmp_path / "h.tif", (5000, 1040, 1392), "TYX", np.uint8)  # 7.2 GB
+    assert not small.bigtiff and small._kwargs["imagej"]
+    assert huge.bigtiff and not huge._kwargs["imagej"]  # ImageJ hyperstacks cannot be BigTIFF

@@ -180,8 +180,8 @@ class OnnxRuntimeBackend:
                 )
             session, _ = self._open_session(ort, "cpu")
             assert session is not None  # the CPU provider always starts, or a ModelError was raised
-        self.session = session
-        self.provider = self.session.get_providers()[0]
+        self.session: InferenceSession | None = session
+        self.provider = session.get_providers()[0]
         self.description = f"onnxruntime/{self.provider}"
 
     def _session_options(self, ort: ModuleType, name: str) -> tuple[Any, dict[str, str]]:
@@ -262,9 +262,11 @@ class OnnxRuntimeBackend:
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """Logits (N x K x H x W float32) for a float32 N x C x H x W batch."""
+        if self.session is None:
+            raise BackendError(f"{self.path}: the model was closed")
         (logits,) = self.session.run([OUTPUT_NAME], {INPUT_NAME: batch})
         return np.asarray(logits, dtype=np.float32)
 
     def close(self) -> None:
-        """Release the session."""
-        self.__dict__.pop("session", None)
+        """Release the session; ``run`` fails afterwards."""
+        self.session = None
