@@ -141,7 +141,7 @@ class Segmenter:
         with self._lock:
             for y0, band in self.bands(image):
                 rows = slice(y0, y0 + band.shape[1])
-                labels[rows] = band.argmax(axis=0)
+                labels[rows] = class_ids(band)
                 if probs is not None:
                     p = softmax(band)
                     probs[:, rows] = np.rint(p * 255) if probabilities == "uint8" else p
@@ -193,6 +193,13 @@ class Segmenter:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+def class_ids(logits: np.ndarray) -> np.ndarray:
+    """Argmax over the class axis (0); for two classes a comparison, several times faster."""
+    if logits.shape[0] == 2:
+        return logits[1] > logits[0]  # ties go to class 0, as with argmax
+    return logits.argmax(axis=0)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
