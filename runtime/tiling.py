@@ -19,7 +19,9 @@ import numpy as np
 RunBatch = Callable[[np.ndarray], np.ndarray]
 #: Standard deviation of the blending Gaussian, as a fraction of the tile side.
 SIGMA_FRACTION = 0.125
-#: Smallest blending weight: a tile border still counts where no other tile reaches.
+#: Smallest blending weight along each axis (so 1e-6 in a tile corner): a tile border
+#: still counts where no other tile reaches, but never evens out against a tile that
+#: sees the pixel from further inside (floored in 2-D, whole tile rims would tie).
 WEIGHT_FLOOR = 1e-3
 
 
@@ -87,11 +89,12 @@ class TileGrid:
 def blend_window(
     tile: int, sigma_fraction: float = SIGMA_FRACTION, floor: float = WEIGHT_FLOOR
 ) -> np.ndarray:
-    """Separable Gaussian weight over a ``tile`` x ``tile`` tile, peak 1, never below ``floor``."""
+    """Separable Gaussian weight over a ``tile`` x ``tile`` tile, peak 1; each axis'
+    profile is kept above ``floor``, so the weight never drops below ``floor ** 2``."""
     centre = (tile - 1) / 2
     sigma = max(sigma_fraction * tile, 1e-6)
-    profile = np.exp(-0.5 * ((np.arange(tile) - centre) / sigma) ** 2)
-    return np.maximum(np.outer(profile, profile), floor).astype(np.float32)
+    profile = np.maximum(np.exp(-0.5 * ((np.arange(tile) - centre) / sigma) ** 2), floor)
+    return np.outer(profile, profile).astype(np.float32)
 
 
 def pad_to_grid(image: np.ndarray, grid: TileGrid) -> np.ndarray:
