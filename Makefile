@@ -28,7 +28,7 @@ $(STAMP): pyproject.toml
 	# torch first, pinned: on this machine it is the CPU build on disk; with it
 	# installed, the extras' torch==2.13.0 never pulls a CUDA build.
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e '.[train,export,bench,dev]'
+	$(BIN)/python -m pip install --quiet -e '.[train,export,bench,analysis,dev]'
 	touch $@
 
 install: $(STAMP)

@@ -7,10 +7,18 @@ import time
 from pathlib import Path
 from typing import Annotated, Literal, cast
 
+import numpy as np
 import typer
 
+from .analysis import (
+    AnalysisOptions,
+    frame_indices,
+    frame_metrics,
+    require_analysis_libraries,
+    write_metrics_csv,
+)
 from .backends import PROVIDER_CHOICES
-from .errors import ErnetError, OutputError, first_line
+from .errors import ErnetError, InputError, OutputError, first_line
 from .io import mask_path, open_image, output_path
 from .pipeline import Outputs, segment_image
 from .progress import progress
@@ -30,6 +38,7 @@ def plan_outputs(
     *,
     probabilities: ProbabilityFormat | None,
     overlay: bool,
+    metrics: bool,
     overwrite: bool,
 ) -> list[Outputs]:
     """Output files per input; refuses to overwrite an input, or an output unless asked."""
@@ -44,6 +53,7 @@ def plan_outputs(
             output_path(source, "probabilities", out_dir) if probabilities else None,
             probabilities or "uint8",
             output_path(source, "overlay", out_dir) if overlay else None,
+            output_path(source, "metrics", out_dir, ".csv") if metrics else None,
             overwrite,
         )
         for target in plan.paths():
@@ -112,6 +122,12 @@ def infer(
     overlay: Annotated[
         bool, typer.Option(help="Also write <stem>_overlay.tif (RGB) for quick viewing.")
     ] = False,
+    metrics: Annotated[
+        bool, typer.Option(help="Also write <stem>_metrics.csv: ER network metrics per frame.")
+    ] = False,
+    pixel_size: Annotated[
+        float | None, typer.Option(help="Pixel side in µm for --metrics; default: from the file.")
+    ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace existing outputs.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
 ) -> None:
@@ -127,8 +143,11 @@ def infer(
             out,
             probabilities=cast("ProbabilityFormat | None", probabilities),
             overlay=overlay,
+            metrics=metrics,
             overwrite=overwrite,
         )
+        if metrics:
+            require_analysis_libraries()
         segmenter = Segmenter(
             model,
             provider=provider,
@@ -166,6 +185,7 @@ def infer(
                     image,
                     plan,
                     normalize_over=cast("Literal['frame', 'stack']", normalize),
+                    analysis=AnalysisOptions(pixel_size=pixel_size),
                     advance=advance,
                 )
         except KeyboardInterrupt:
@@ -195,6 +215,81 @@ def infer(
         raise typer.Exit(1)
 
 
+analyze_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+
+
+@analyze_app.command()
+def analyze(
+    masks: Annotated[list[Path], typer.Argument(help="Label masks (TIFF/PNG; class ids), frames or stacks.")],
+    pixel_size: Annotated[
+        float | None, typer.Option(help="Pixel side in µm; default: from the file, else lengths in px.")
+    ] = None,
+    classes: Annotated[
+        str | None, typer.Option(help="Class ids forming the network, e.g. '1' or '1,3'; default: all but 0.")
+    ] = None,
+    min_object_size: Annotated[
+        int, typer.Option(help="Remove ER pieces smaller than this many pixels first.")
+    ] = AnalysisOptions.min_object_size,
+    min_spur_length: Annotated[
+        float, typer.Option(help="Prune free-end branches shorter than this many pixels.")
+    ] = AnalysisOptions.min_spur_length,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Output folder; default: beside each mask.")
+    ] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace existing outputs.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+) -> None:
+    """ER network metrics of each MASK; writes <stem>_metrics.csv (a row per frame, units in the header)."""
+    try:
+        require_analysis_libraries()
+        chosen = tuple(int(c) for c in classes.split(",")) if classes else None
+        targets = [output_path(m, "metrics", out, ".csv") for m in masks]
+        for target in targets:
+            if target.exists() and not overwrite:
+                raise OutputError(f"{target}: output exists (pass --overwrite to replace it)")
+    except ValueError:
+        fail(f"--classes: expected class ids such as 1,3, got {classes!r}")
+        raise typer.Exit(2) from None
+    except ErnetError as exc:
+        fail(str(exc))
+        raise typer.Exit(1) from None
+    failures = 0
+    for source, target in zip(masks, targets, strict=True):
+        try:
+            image = open_image(source)
+            if not np.issubdtype(image.dtype, np.integer):
+                raise InputError(f"{source}: a label mask holds integer class ids, not {image.dtype}")
+            options = AnalysisOptions(
+                chosen,
+                min_object_size,
+                min_spur_length,
+                pixel_size=pixel_size or image.calibration.micrometres_per_pixel,
+            )
+            rows = []
+            indices = frame_indices(image.axes, image.shape)
+            with progress(image.n_frames, source.name, quiet=quiet) as advance:
+                for i, labels in enumerate(image.frames()):
+                    rows.append(
+                        {"frame": i, **indices[i], **frame_metrics(labels, ("background", "ER"), options)}
+                    )
+                    advance(1)
+            write_metrics_csv(target, rows, options.pixel_size)
+        except ErnetError as exc:
+            fail(str(exc))
+            failures += 1
+            continue
+        if not quiet:
+            unit = "µm" if options.pixel_size else "px (no pixel size)"
+            print(f"wrote {target} ({image.n_frames} frames, lengths in {unit})", file=sys.stderr)
+    if failures:
+        raise typer.Exit(1)
+
+
 def main() -> None:
     """Entry point of ``ernet-infer``."""
     app()
+
+
+def analyze_main() -> None:
+    """Entry point of ``ernet-analyze``."""
+    analyze_app()

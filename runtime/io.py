@@ -68,6 +68,10 @@ def labelled_pairs(folder: Path) -> list[LabelledPair]:
     return [LabelledPair(n, images[n], masks[n]) for n in names]
 
 
+#: How files spell micrometres.
+MICROMETRE_UNITS = ("micron", "microns", "um", "µm", "\u00b5m", "μm")
+
+
 @dataclass(frozen=True)
 class Calibration:
     """Physical scale that outputs carry over from their input."""
@@ -85,6 +89,14 @@ class Calibration:
             return None
         rx, ry = self.resolution
         return 1.0 / ry, 1.0 / rx
+
+    @property
+    def micrometres_per_pixel(self) -> float | None:
+        """The pixel side in µm where the file gives it in µm (square pixels), else None."""
+        size = self.pixel_size
+        if size is None or (self.unit or "").lower() not in MICROMETRE_UNITS:
+            return None
+        return size[1] if abs(size[0] - size[1]) <= 1e-6 * size[1] else None
 
 
 @dataclass(frozen=True, eq=False)

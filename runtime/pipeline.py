@@ -10,12 +10,13 @@ import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import numpy as np
 
+from .analysis import AnalysisOptions, frame_indices, frame_metrics, write_metrics_csv
 from .io import Image, TiffStackWriter
 from .preprocess import StackRange
 
@@ -85,10 +86,11 @@ class Outputs:
     probabilities: Path | None = None
     probability_format: ProbabilityFormat = "uint8"
     overlay: Path | None = None
+    metrics: Path | None = None
     overwrite: bool = False
 
     def paths(self) -> list[Path]:
-        return [p for p in (self.mask, self.probabilities, self.overlay) if p is not None]
+        return [p for p in (self.mask, self.probabilities, self.overlay, self.metrics) if p is not None]
 
 
 #: Overlay colours (RGB) of classes 1, 2, ...; background stays grey.
@@ -111,6 +113,7 @@ def segment_image(
     outputs: Outputs,
     *,
     normalize_over: Literal["frame", "stack"] = "frame",
+    analysis: AnalysisOptions | None = None,
     advance: Callable[[int], None] = lambda n: None,
 ) -> None:
     """Segment every frame of ``image`` into ``outputs``, in bounded memory.
@@ -118,7 +121,9 @@ def segment_image(
     Frames are read and normalised on one thread, run through the model on the
     caller's, and written page by page on writer threads, so reading and writing
     overlap with model execution. Outputs keep the input's axes and calibration and
-    record how they were made; each appears only when complete.
+    record how they were made; each appears only when complete. With
+    ``outputs.metrics``, network metrics of every frame go to a CSV (``analysis``
+    options; the pixel size from the input unless they set one).
     """
     value_range = None
     if normalize_over == "stack":
@@ -163,11 +168,21 @@ def segment_image(
             overlays = writer(outputs.overlay, (*lead_shape, height, width, 3), lead_axes + "YXS", "uint8")
         prepared = prefetch(segmenter.prepare(frame, value_range) for frame in image.frames())
         fmt = outputs.probability_format if probabilities else None
-        for normalized in prepared:
+        rows: list[dict[str, Any]] = []
+        options = analysis or AnalysisOptions()
+        if options.pixel_size is None:
+            options = replace(options, pixel_size=image.calibration.micrometres_per_pixel)
+        indices = frame_indices(image.axes, image.shape)
+        for i, normalized in enumerate(prepared):
             prediction = segmenter.predict_prepared(normalized, fmt)
             masks.write(prediction.labels)
             if probabilities and prediction.probabilities is not None:
                 probabilities.write(prediction.probabilities)
             if overlays:
                 overlays.write(overlay(normalized[0], prediction.labels))
+            if outputs.metrics:
+                metrics = frame_metrics(prediction.labels, segmenter.metadata.class_names, options)
+                rows.append({"frame": i, **indices[i], **metrics})
             advance(1)
+    if outputs.metrics:  # after every image output is in place
+        write_metrics_csv(outputs.metrics, rows, options.pixel_size)

@@ -1,0 +1,272 @@
+"""ER network metrics from label masks: skeleton, graph, per-frame measurements.
+
+The ER mask (all non-background classes, or the classes chosen) is cleaned of
+specks, skeletonised (scikit-image) and traced into branches (skan, lengths along the
+pixel path). Each cluster of touching junction pixels becomes one node, and branches
+become the edges of a networkx multigraph: parallel edges are kept, and a loop with no
+junction (a ring) is one node of degree 2 with a self-loop. Free-end branches
+shorter than ``min_spur_length`` are pruned and the junctions they leave with degree 2
+are merged away. Needs the ``analysis`` extra (scikit-image, skan, networkx).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .errors import ErnetError
+
+if TYPE_CHECKING:
+    import networkx as nx
+
+#: Node degrees given their own column; higher degrees are counted together.
+MAX_DEGREE_COLUMN = 6
+
+
+@dataclass(frozen=True)
+class AnalysisOptions:
+    """How a mask becomes a graph. Lengths are in pixels unless ``pixel_size`` is set."""
+
+    #: Class ids that form the network; None: every class but background (0).
+    classes: tuple[int, ...] | None = None
+    #: ER pieces (8-connected) smaller than this many pixels are removed first.
+    min_object_size: int = 16
+    #: Free-end branches shorter than this (pixels) are pruned as skeleton spurs.
+    min_spur_length: float = 6.0
+    #: Enclosed background regions smaller than this (pixels) are not counted as polygons.
+    min_polygon_area: int = 4
+    #: Pixel side in micrometres (None: report pixels).
+    pixel_size: float | None = None
+
+
+def require_analysis_libraries() -> None:
+    """Raise one clear line if the ``analysis`` extra is missing."""
+    try:
+        import networkx  # noqa: F401
+        import skan  # noqa: F401
+        import skimage  # noqa: F401
+    except ImportError as exc:
+        raise ErnetError(f"network analysis needs {exc.name}: pip install 'ernet[analysis]'") from None
+
+
+def er_mask(labels: np.ndarray, classes: Sequence[int] | None = None) -> np.ndarray:
+    """Boolean mask of the classes forming the network (default: all but 0)."""
+    if classes is None:
+        return np.asarray(labels) > 0
+    return np.isin(labels, list(classes))
+
+
+def network_skeleton(mask: np.ndarray, options: AnalysisOptions = AnalysisOptions()) -> np.ndarray:
+    """The one-pixel-wide skeleton of a boolean mask, after removing specks."""
+    from skimage.morphology import remove_small_objects, skeletonize
+
+    mask = np.asarray(mask, bool)
+    if options.min_object_size > 1:
+        mask = remove_small_objects(mask, max_size=options.min_object_size - 1, connectivity=2)
+    return skeletonize(mask)
+
+
+def skeleton_graph(skeleton: np.ndarray, min_spur_length: float = 0.0) -> nx.MultiGraph:
+    """The network of a skeleton: nodes with ``pos`` (y, x px), edges with ``length`` (px)."""
+    import networkx as nx
+    import skan
+    from scipy import ndimage
+
+    graph = nx.MultiGraph()
+    if not skeleton.any():
+        return graph
+    traced = skan.Skeleton(skeleton)
+    lengths = traced.path_lengths()
+    junctions = traced.degrees >= 3
+    junction_image = np.zeros(skeleton.shape, bool)
+    junction_image[tuple(traced.coordinates[junctions].T)] = True
+    clusters, _ = ndimage.label(junction_image, structure=np.ones((3, 3)))
+
+    def node_of(pixel: int) -> Any:
+        cluster = clusters[tuple(traced.coordinates[pixel])]
+        return ("junction", int(cluster)) if cluster else ("end", int(pixel))
+
+    for i in range(traced.n_paths):
+        path = traced.path(i)
+        u, v = node_of(path[0]), node_of(path[-1])
+        if u == v and u[0] == "junction" and all(node_of(p) == u for p in path):
+            continue  # a step between pixels of one junction cluster, not a branch
+        for node, pixel in ((u, path[0]), (v, path[-1])):
+            if node not in graph:
+                graph.add_node(node, pos=_node_position(node, pixel, clusters, traced.coordinates))
+        graph.add_edge(u, v, length=float(lengths[i]))
+    _prune_spurs(graph, min_spur_length)
+    return graph
+
+
+def _node_position(
+    node: Any, pixel: int, clusters: np.ndarray, coordinates: np.ndarray
+) -> tuple[float, float]:
+    if node[0] == "junction":
+        ys, xs = np.nonzero(clusters == node[1])
+        return float(ys.mean()), float(xs.mean())
+    y, x = coordinates[pixel]
+    return float(y), float(x)
+
+
+def _prune_spurs(graph: nx.MultiGraph, min_length: float) -> None:
+    """Remove free-end branches shorter than ``min_length`` that hang off a junction,
+    then merge the degree-2 nodes this leaves into single edges."""
+    if min_length <= 0:
+        return
+    spurs = [(end, next(iter(graph.neighbors(end)))) for end in list(graph.nodes) if graph.degree(end) == 1]
+    touched = set()
+    for end, hub in spurs:
+        if end not in graph or hub not in graph or graph.degree(hub) < 3:
+            continue
+        (length,) = (d["length"] for _, _, d in graph.edges(end, data=True))
+        if length < min_length:
+            graph.remove_node(end)
+            touched.add(hub)
+    for node in touched:
+        edges = list(graph.edges(node, data=True))
+        if graph.degree(node) == 2 and len(edges) == 2 and all(a != b for a, b, _ in edges):
+            (_, a, da), (_, b, db) = edges
+            graph.remove_node(node)
+            graph.add_edge(a, b, length=da["length"] + db["length"])
+
+
+def polygon_areas(skeleton: np.ndarray, min_area: int = 1) -> np.ndarray:
+    """Areas (pixels) of the background regions a skeleton encloses: the loops' faces."""
+    from scipy import ndimage
+
+    regions, n = ndimage.label(~skeleton)  # 4-connected: an 8-connected skeleton line closes a face
+    if n == 0:
+        return np.zeros(0)
+    border = np.unique(np.concatenate([regions[0], regions[-1], regions[:, 0], regions[:, -1]]))
+    areas = np.bincount(regions.ravel(), minlength=n + 1).astype(float)
+    areas = areas[np.setdiff1d(np.arange(1, n + 1), border)]
+    return areas[areas >= min_area]
+
+
+def frame_metrics(
+    labels: np.ndarray,
+    class_names: Sequence[str] = ("background", "ER"),
+    options: AnalysisOptions = AnalysisOptions(),
+) -> dict[str, float]:
+    """Every metric of one label frame, keyed by column name (see :func:`metric_units`).
+
+    Counts are 0 and ratios, means and statistics NaN where the frame has no network.
+    """
+    import networkx as nx
+
+    labels = np.asarray(labels)
+    mask = er_mask(labels, options.classes)
+    scale = options.pixel_size or 1.0
+    skeleton = network_skeleton(mask, options)
+    graph = skeleton_graph(skeleton, options.min_spur_length)
+    degrees = np.array([d for _, d in graph.degree()], int)
+    lengths = np.array([d["length"] for _, _, d in graph.edges(data=True)]) * scale
+    n_nodes, n_edges = graph.number_of_nodes(), graph.number_of_edges()
+    components = list(nx.connected_components(graph))
+    largest = max(components, key=len) if components else set()
+    polygons = polygon_areas(skeleton, options.min_polygon_area) * scale**2
+    bearing_area = float(_filled_area(mask)) * scale**2
+    junctions = int((degrees >= 3).sum())
+    row: dict[str, float] = {
+        "er_area_fraction": float(mask.mean()) if mask.size else math.nan,
+        "er_area": float(mask.sum()) * scale**2,
+        "nodes": n_nodes,
+        "edges": n_edges,
+        "junctions": junctions,
+        "free_ends": int((degrees == 1).sum()),
+    }
+    for k in range(1, MAX_DEGREE_COLUMN + 1):
+        row[f"degree_{k}"] = int((degrees == k).sum())
+    row[f"degree_{MAX_DEGREE_COLUMN + 1}_plus"] = int((degrees > MAX_DEGREE_COLUMN).sum())
+    row.update(
+        {
+            "degree_assortativity": _assortativity(graph),
+            "average_clustering": nx.average_clustering(nx.Graph(graph)) if n_nodes else math.nan,
+            "connected_components": len(components),
+            "largest_component_node_share": len(largest) / n_nodes if n_nodes else math.nan,
+            "largest_component_edge_share": (
+                graph.subgraph(largest).number_of_edges() / n_edges if n_edges else math.nan
+            ),
+            "total_length": float(lengths.sum()),
+            "mean_edge_length": float(lengths.mean()) if n_edges else math.nan,
+            "junction_density": junctions / bearing_area if bearing_area else math.nan,
+            "polygons": len(polygons),
+            "polygon_mean_area": float(polygons.mean()) if len(polygons) else math.nan,
+            "polygon_median_area": float(np.median(polygons)) if len(polygons) else math.nan,
+        }
+    )
+    if len(class_names) > 2:  # multi-class models: each class's share of the ER pixels
+        er_pixels = max(int((labels > 0).sum()), 1)
+        for k, name in enumerate(class_names[1:], start=1):
+            row[f"fraction_{name}"] = float((labels == k).sum()) / er_pixels if labels.any() else math.nan
+    return row
+
+
+def _filled_area(mask: np.ndarray) -> int:
+    """ER-bearing area: the ER pixels and every region they enclose."""
+    from scipy import ndimage
+
+    return int(ndimage.binary_fill_holes(mask).sum())
+
+
+def _assortativity(graph: nx.MultiGraph) -> float:
+    import networkx as nx
+
+    if graph.number_of_edges() < 2:
+        return math.nan
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        value = nx.degree_assortativity_coefficient(graph)
+    return float(value) if np.isfinite(value) else math.nan
+
+
+def metric_units(pixel_size: float | None) -> dict[str, str]:
+    """Unit of each metric column that has one: micrometres where the pixel size is known."""
+    length, area = ("um", "um2") if pixel_size else ("px", "px2")
+    return {
+        "er_area": area,
+        "total_length": length,
+        "mean_edge_length": length,
+        "junction_density": f"1/{area}",
+        "polygon_mean_area": area,
+        "polygon_median_area": area,
+    }
+
+
+def column_header(name: str, units: dict[str, str]) -> str:
+    """``name [unit]`` for CSV headers."""
+    return f"{name} [{units[name]}]" if name in units else name
+
+
+def frame_indices(axes: str, shape: tuple[int, ...]) -> list[dict[str, int]]:
+    """Per frame, its index along each leading axis (e.g. ``{"T": 3, "Z": 0}``)."""
+    lead_axes, lead_shape = axes[:-2], shape[:-2]
+    return [dict(zip(lead_axes, index, strict=True)) for index in np.ndindex(*lead_shape)]
+
+
+def write_metrics_csv(path: Path, rows: list[dict[str, Any]], pixel_size: float | None) -> None:
+    """One row per frame, one column per metric, units in the header; written atomically."""
+    import csv
+
+    from .io import atomic_output
+
+    units = metric_units(pixel_size)
+    names = list(rows[0]) if rows else ["frame"]
+    with atomic_output(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow([column_header(n, units) for n in names])
+        for row in rows:
+            writer.writerow([_csv_value(row[n]) for n in names])
+
+
+def _csv_value(value: Any) -> Any:
+    if isinstance(value, float):
+        return "" if math.isnan(value) else f"{value:.6g}"
+    return value
