@@ -6,7 +6,8 @@ pixel path). Each cluster of touching junction pixels becomes one node, and bran
 become the edges of a networkx multigraph: parallel edges are kept, and a loop with no
 junction (a ring) is one node of degree 2 with a self-loop. Free-end branches
 shorter than ``min_spur_length`` are pruned and the junctions they leave with degree 2
-are merged away. Needs the ``analysis`` extra (scikit-image, skan, networkx).
+are merged away, as are junctions closer than ``merge_junctions_within``. Needs
+the ``analysis`` extra (scikit-image, skan, networkx; matplotlib for figures).
 """
 
 from __future__ import annotations
@@ -39,18 +40,24 @@ class AnalysisOptions:
     min_object_size: int = 16
     #: Free-end branches shorter than this (pixels) are pruned as skeleton spurs.
     min_spur_length: float = 6.0
+    #: Junctions joined by a branch shorter than this (pixels) are one junction: thick
+    #: tubules meeting skeletonise into a few junction points a couple of pixels apart.
+    merge_junctions_within: float = 5.0
     #: Enclosed background regions smaller than this (pixels) are not counted as polygons.
     min_polygon_area: int = 4
     #: Pixel side in micrometres (None: report pixels).
     pixel_size: float | None = None
 
 
-def require_analysis_libraries() -> None:
+def require_analysis_libraries(figures: bool = False) -> None:
     """Raise one clear line if the ``analysis`` extra is missing."""
     try:
         import networkx  # noqa: F401
         import skan  # noqa: F401
         import skimage  # noqa: F401
+
+        if figures:
+            import matplotlib  # noqa: F401
     except ImportError as exc:
         raise ErnetError(f"network analysis needs {exc.name}: pip install 'ernet[analysis]'") from None
 
@@ -72,7 +79,9 @@ def network_skeleton(mask: np.ndarray, options: AnalysisOptions = AnalysisOption
     return skeletonize(mask)
 
 
-def skeleton_graph(skeleton: np.ndarray, min_spur_length: float = 0.0) -> nx.MultiGraph:
+def skeleton_graph(
+    skeleton: np.ndarray, min_spur_length: float = 0.0, merge_junctions_within: float = 0.0
+) -> nx.MultiGraph:
     """The network of a skeleton: nodes with ``pos`` (y, x px), edges with ``length`` (px)."""
     import networkx as nx
     import skan
@@ -86,7 +95,13 @@ def skeleton_graph(skeleton: np.ndarray, min_spur_length: float = 0.0) -> nx.Mul
     junctions = traced.degrees >= 3
     junction_image = np.zeros(skeleton.shape, bool)
     junction_image[tuple(traced.coordinates[junctions].T)] = True
-    clusters, _ = ndimage.label(junction_image, structure=np.ones((3, 3)))
+    clusters, n_clusters = ndimage.label(junction_image, structure=np.ones((3, 3)))
+    ys, xs = np.nonzero(clusters)
+    counts = np.maximum(np.bincount(clusters[ys, xs], minlength=n_clusters + 1), 1)
+    centres = np.stack(
+        [np.bincount(clusters[ys, xs], weights=c, minlength=n_clusters + 1) / counts for c in (ys, xs)],
+        axis=1,
+    )
 
     def node_of(pixel: int) -> Any:
         cluster = clusters[tuple(traced.coordinates[pixel])]
@@ -99,20 +114,12 @@ def skeleton_graph(skeleton: np.ndarray, min_spur_length: float = 0.0) -> nx.Mul
             continue  # a step between pixels of one junction cluster, not a branch
         for node, pixel in ((u, path[0]), (v, path[-1])):
             if node not in graph:
-                graph.add_node(node, pos=_node_position(node, pixel, clusters, traced.coordinates))
+                where = centres[node[1]] if node[0] == "junction" else traced.coordinates[pixel]
+                graph.add_node(node, pos=(float(where[0]), float(where[1])))
         graph.add_edge(u, v, length=float(lengths[i]))
     _prune_spurs(graph, min_spur_length)
+    _merge_close_junctions(graph, merge_junctions_within)
     return graph
-
-
-def _node_position(
-    node: Any, pixel: int, clusters: np.ndarray, coordinates: np.ndarray
-) -> tuple[float, float]:
-    if node[0] == "junction":
-        ys, xs = np.nonzero(clusters == node[1])
-        return float(ys.mean()), float(xs.mean())
-    y, x = coordinates[pixel]
-    return float(y), float(x)
 
 
 def _prune_spurs(graph: nx.MultiGraph, min_length: float) -> None:
@@ -137,6 +144,28 @@ def _prune_spurs(graph: nx.MultiGraph, min_length: float) -> None:
             graph.add_edge(a, b, length=da["length"] + db["length"])
 
 
+def _merge_close_junctions(graph: nx.MultiGraph, within: float) -> None:
+    """Contract each branch shorter than ``within`` between two junctions into one node."""
+    while within > 0:
+        short = next(
+            (
+                (u, v, k)
+                for u, v, k, d in graph.edges(keys=True, data=True)
+                if u != v and d["length"] < within and graph.degree(u) >= 3 and graph.degree(v) >= 3
+            ),
+            None,
+        )
+        if short is None:
+            return
+        u, v, key = short
+        graph.remove_edge(u, v, key=key)
+        for _, w, data in list(graph.edges(v, data=True)):
+            graph.add_edge(u, u if w == v else w, **data)  # longer u-v branches become loops
+        (uy, ux), (vy, vx) = graph.nodes[u]["pos"], graph.nodes[v]["pos"]
+        graph.nodes[u]["pos"] = ((uy + vy) / 2, (ux + vx) / 2)
+        graph.remove_node(v)
+
+
 def polygon_areas(skeleton: np.ndarray, min_area: int = 1) -> np.ndarray:
     """Areas (pixels) of the background regions a skeleton encloses: the loops' faces."""
     from scipy import ndimage
@@ -150,12 +179,30 @@ def polygon_areas(skeleton: np.ndarray, min_area: int = 1) -> np.ndarray:
     return areas[areas >= min_area]
 
 
+@dataclass(frozen=True)
+class FrameAnalysis:
+    """One frame's network: its metrics (column name -> value), graph and ER mask."""
+
+    metrics: dict[str, float]
+    graph: nx.MultiGraph
+    mask: np.ndarray
+
+
 def frame_metrics(
     labels: np.ndarray,
     class_names: Sequence[str] = ("background", "ER"),
     options: AnalysisOptions = AnalysisOptions(),
 ) -> dict[str, float]:
-    """Every metric of one label frame, keyed by column name (see :func:`metric_units`).
+    """Every metric of one label frame, keyed by column name (see :func:`analyze_frame`)."""
+    return analyze_frame(labels, class_names, options).metrics
+
+
+def analyze_frame(
+    labels: np.ndarray,
+    class_names: Sequence[str] = ("background", "ER"),
+    options: AnalysisOptions = AnalysisOptions(),
+) -> FrameAnalysis:
+    """The network of one label frame and its metrics (units: :func:`metric_units`).
 
     Counts are 0 and ratios, means and statistics NaN where the frame has no network.
     """
@@ -165,7 +212,7 @@ def frame_metrics(
     mask = er_mask(labels, options.classes)
     scale = options.pixel_size or 1.0
     skeleton = network_skeleton(mask, options)
-    graph = skeleton_graph(skeleton, options.min_spur_length)
+    graph = skeleton_graph(skeleton, options.min_spur_length, options.merge_junctions_within)
     degrees = np.array([d for _, d in graph.degree()], int)
     lengths = np.array([d["length"] for _, _, d in graph.edges(data=True)]) * scale
     n_nodes, n_edges = graph.number_of_nodes(), graph.number_of_edges()
@@ -206,7 +253,7 @@ def frame_metrics(
         er_pixels = max(int((labels > 0).sum()), 1)
         for k, name in enumerate(class_names[1:], start=1):
             row[f"fraction_{name}"] = float((labels == k).sum()) / er_pixels if labels.any() else math.nan
-    return row
+    return FrameAnalysis(row, graph, mask)
 
 
 def _filled_area(mask: np.ndarray) -> int:
@@ -249,6 +296,82 @@ def frame_indices(axes: str, shape: tuple[int, ...]) -> list[dict[str, int]]:
     """Per frame, its index along each leading axis (e.g. ``{"T": 3, "Z": 0}``)."""
     lead_axes, lead_shape = axes[:-2], shape[:-2]
     return [dict(zip(lead_axes, index, strict=True)) for index in np.ndindex(*lead_shape)]
+
+
+#: The successor's (ERnet-v2) per-frame metric set, in its order, under this package's
+#: names and without its bugs: degree-0 nodes do not overwrite the degree-6 count
+#: (isolated pixels make no node here), degrees above 6 are counted in their own last
+#: column instead of dropped, and parallel edges are kept.
+SUCCESSOR_COLUMNS = (
+    "nodes",
+    "edges",
+    "degree_assortativity",
+    "average_clustering",
+    "connected_components",
+    "largest_component_node_share",
+    "largest_component_edge_share",
+    *(f"degree_{k}" for k in range(1, MAX_DEGREE_COLUMN + 1)),
+    "fraction_tubule",
+    "fraction_sheet",
+    "fraction_sheet_based_tubule",
+    f"degree_{MAX_DEGREE_COLUMN + 1}_plus",
+)
+
+
+class MetricsRecorder:
+    """Metrics of a stack's label frames, added one by one: a CSV row per frame (and with
+    ``figures``, a graph PNG per frame and a time-series PNG), written by ``finish``;
+    ``columns`` limits the CSV to those metrics (e.g. :data:`SUCCESSOR_COLUMNS`).
+
+    Holds only the rows, so a stack of any length is analysed in bounded memory.
+    """
+
+    def __init__(
+        self,
+        csv_path: Path,
+        axes: str,
+        shape: tuple[int, ...],
+        class_names: Sequence[str] = ("background", "ER"),
+        options: AnalysisOptions = AnalysisOptions(),
+        figures: bool = False,
+        columns: Sequence[str] | None = None,
+    ) -> None:
+        self.csv_path, self.class_names, self.options, self.figures = csv_path, class_names, options, figures
+        self.columns = columns
+        self._indices = frame_indices(axes, shape)
+        self.rows: list[dict[str, Any]] = []
+
+    def figure_path(self, frame: int | None = None) -> Path:
+        """``<stem>_graph_NNNN.png`` for a frame, ``<stem>_metrics.png`` for the time series."""
+        stem = self.csv_path.stem.removesuffix("_metrics")
+        name = f"{stem}_metrics.png" if frame is None else f"{stem}_graph_{frame:04d}.png"
+        return self.csv_path.with_name(name)
+
+    def add(self, labels: np.ndarray) -> dict[str, Any]:
+        """Analyse the next frame; returns its row."""
+        i = len(self.rows)
+        analysis = analyze_frame(labels, self.class_names, self.options)
+        row = {"frame": i, **self._indices[i], **analysis.metrics}
+        self.rows.append(row)
+        if self.figures:
+            from .figures import graph_figure
+
+            graph_figure(
+                self.figure_path(i), analysis.mask, analysis.graph, f"{self.csv_path.stem} frame {i}"
+            )
+        return row
+
+    def finish(self) -> None:
+        """Write the CSV (and the time series of a stack)."""
+        rows = self.rows
+        if self.columns is not None:
+            keep = ["frame", *self._indices[0], *self.columns] if self._indices else list(self.columns)
+            rows = [{k: row[k] for k in keep if k in row} for row in rows]
+        write_metrics_csv(self.csv_path, rows, self.options.pixel_size)
+        if self.figures and len(self.rows) > 1:
+            from .figures import time_series_figure
+
+            time_series_figure(self.figure_path(), self.rows, metric_units(self.options.pixel_size))
 
 
 def write_metrics_csv(path: Path, rows: list[dict[str, Any]], pixel_size: float | None) -> None:

@@ -10,13 +10,7 @@ from typing import Annotated, Literal, cast
 import numpy as np
 import typer
 
-from .analysis import (
-    AnalysisOptions,
-    frame_indices,
-    frame_metrics,
-    require_analysis_libraries,
-    write_metrics_csv,
-)
+from .analysis import SUCCESSOR_COLUMNS, AnalysisOptions, MetricsRecorder, require_analysis_libraries
 from .backends import PROVIDER_CHOICES
 from .errors import ErnetError, InputError, OutputError, first_line
 from .io import mask_path, open_image, output_path
@@ -25,6 +19,7 @@ from .progress import progress
 from .segmenter import ProbabilityFormat, Segmenter
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+FIGURES_HELP = "also draw <stem>_graph_NNNN.png per frame and, for stacks, <stem>_metrics.png over time."
 
 
 def fail(message: str) -> None:
@@ -128,6 +123,7 @@ def infer(
     pixel_size: Annotated[
         float | None, typer.Option(help="Pixel side in µm for --metrics; default: from the file.")
     ] = None,
+    figures: Annotated[bool, typer.Option(help="With --metrics: " + FIGURES_HELP)] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace existing outputs.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
 ) -> None:
@@ -147,7 +143,7 @@ def infer(
             overwrite=overwrite,
         )
         if metrics:
-            require_analysis_libraries()
+            require_analysis_libraries(figures)
         segmenter = Segmenter(
             model,
             provider=provider,
@@ -186,6 +182,7 @@ def infer(
                     plan,
                     normalize_over=cast("Literal['frame', 'stack']", normalize),
                     analysis=AnalysisOptions(pixel_size=pixel_size),
+                    figures=figures,
                     advance=advance,
                 )
         except KeyboardInterrupt:
@@ -233,6 +230,10 @@ def analyze(
     min_spur_length: Annotated[
         float, typer.Option(help="Prune free-end branches shorter than this many pixels.")
     ] = AnalysisOptions.min_spur_length,
+    figures: Annotated[bool, typer.Option(help=FIGURES_HELP)] = False,
+    successor_columns: Annotated[
+        bool, typer.Option(help="Only the successor's (ERnet-v2) metric set, in its order (see README).")
+    ] = False,
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Output folder; default: beside each mask.")
     ] = None,
@@ -241,7 +242,7 @@ def analyze(
 ) -> None:
     """ER network metrics of each MASK; writes <stem>_metrics.csv (a row per frame, units in the header)."""
     try:
-        require_analysis_libraries()
+        require_analysis_libraries(figures)
         chosen = tuple(int(c) for c in classes.split(",")) if classes else None
         targets = [output_path(m, "metrics", out, ".csv") for m in masks]
         for target in targets:
@@ -265,15 +266,19 @@ def analyze(
                 min_spur_length,
                 pixel_size=pixel_size or image.calibration.micrometres_per_pixel,
             )
-            rows = []
-            indices = frame_indices(image.axes, image.shape)
+            recorder = MetricsRecorder(
+                target,
+                image.axes,
+                image.shape,
+                options=options,
+                figures=figures,
+                columns=SUCCESSOR_COLUMNS if successor_columns else None,
+            )
             with progress(image.n_frames, source.name, quiet=quiet) as advance:
-                for i, labels in enumerate(image.frames()):
-                    rows.append(
-                        {"frame": i, **indices[i], **frame_metrics(labels, ("background", "ER"), options)}
-                    )
+                for labels in image.frames():
+                    recorder.add(labels)
                     advance(1)
-            write_metrics_csv(target, rows, options.pixel_size)
+            recorder.finish()
         except ErnetError as exc:
             fail(str(exc))
             failures += 1

@@ -12,11 +12,11 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 import numpy as np
 
-from .analysis import AnalysisOptions, frame_indices, frame_metrics, write_metrics_csv
+from .analysis import AnalysisOptions, MetricsRecorder
 from .io import Image, TiffStackWriter
 from .preprocess import StackRange
 
@@ -114,6 +114,7 @@ def segment_image(
     *,
     normalize_over: Literal["frame", "stack"] = "frame",
     analysis: AnalysisOptions | None = None,
+    figures: bool = False,
     advance: Callable[[int], None] = lambda n: None,
 ) -> None:
     """Segment every frame of ``image`` into ``outputs``, in bounded memory.
@@ -123,7 +124,8 @@ def segment_image(
     overlap with model execution. Outputs keep the input's axes and calibration and
     record how they were made; each appears only when complete. With
     ``outputs.metrics``, network metrics of every frame go to a CSV (``analysis``
-    options; the pixel size from the input unless they set one).
+    options; the pixel size from the input unless they set one), with ``figures``
+    also a graph PNG per frame and a time series.
     """
     value_range = None
     if normalize_over == "stack":
@@ -168,21 +170,24 @@ def segment_image(
             overlays = writer(outputs.overlay, (*lead_shape, height, width, 3), lead_axes + "YXS", "uint8")
         prepared = prefetch(segmenter.prepare(frame, value_range) for frame in image.frames())
         fmt = outputs.probability_format if probabilities else None
-        rows: list[dict[str, Any]] = []
         options = analysis or AnalysisOptions()
         if options.pixel_size is None:
             options = replace(options, pixel_size=image.calibration.micrometres_per_pixel)
-        indices = frame_indices(image.axes, image.shape)
-        for i, normalized in enumerate(prepared):
+        recorder = None
+        if outputs.metrics:
+            class_names = segmenter.metadata.class_names
+            recorder = MetricsRecorder(
+                outputs.metrics, image.axes, image.shape, class_names, options, figures
+            )
+        for normalized in prepared:
             prediction = segmenter.predict_prepared(normalized, fmt)
             masks.write(prediction.labels)
             if probabilities and prediction.probabilities is not None:
                 probabilities.write(prediction.probabilities)
             if overlays:
                 overlays.write(overlay(normalized[0], prediction.labels))
-            if outputs.metrics:
-                metrics = frame_metrics(prediction.labels, segmenter.metadata.class_names, options)
-                rows.append({"frame": i, **indices[i], **metrics})
+            if recorder:
+                recorder.add(prediction.labels)
             advance(1)
-    if outputs.metrics:  # after every image output is in place
-        write_metrics_csv(outputs.metrics, rows, options.pixel_size)
+    if recorder:  # after every image output is in place
+        recorder.finish()

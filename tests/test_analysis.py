@@ -14,8 +14,9 @@ import tifffile
 pytest.importorskip("skan")
 pytest.importorskip("networkx")
 
-from conftest import run_cli  # noqa: E402
 from ernet.runtime.analysis import AnalysisOptions, frame_metrics  # noqa: E402
+
+from conftest import run_cli  # noqa: E402
 
 
 def _line() -> np.ndarray:
@@ -128,14 +129,31 @@ def test_classes_choose_the_network_and_report_fractions() -> None:
     assert tubules["junctions"] == 1 and tubules["free_ends"] == 3  # a T once the sheet arm is gone
 
 
-def test_generated_network_length_and_loops_match_the_generator() -> None:
-    """At resolvable densities (no perinuclear zone; tubules 24-40 px apart, labels 3-4 px
-    wide) the skeleton's length matches the generator's labelled centre lines within 5 %
-    per frame (measured: +0.4 to +2.9 %), and its loops the generator graph's cycle rank
-    within 20 % over four frames (measured: +14 %; partly labelled edges and tubules
-    passing close together add small loops)."""
+def _generator_bounds(graph: object, labelled_above: float) -> tuple[int, int]:
+    """(junctions, independent loops) of the generator's network, keeping edges labelled
+    above the given fraction, with pass-through (degree-2) nodes merged away."""
     import networkx as nx
 
+    drawn = nx.MultiGraph()
+    for (a, b), fraction in zip(graph.edges, graph.labelled, strict=True):  # type: ignore[attr-defined]
+        if fraction > labelled_above:
+            drawn.add_edge(int(a), int(b))
+    degrees = np.array([d for _, d in drawn.degree()])
+    loops = drawn.number_of_edges() - drawn.number_of_nodes() + nx.number_connected_components(drawn)
+    return int((degrees >= 3).sum()), loops
+
+
+def test_generated_network_matches_the_generator() -> None:
+    """Resolvable networks (no perinuclear zone; tubules 24-40 px apart, labels 3-4 px wide).
+
+    The skeleton's length matches the generator's labelled centre lines within 5 % per
+    frame (measured: +0.4 to +2.9 %). Edges cut by the cell's outline are partly
+    labelled, so the generator brackets what a mask can show: at least the fully
+    labelled edges, at most every edge with any labelled part. Over six frames the
+    junction and loop counts lie in that bracket widened by 10 % (measured: junctions
+    289 in [208, 324], loops 106 in [76, 101]), and nearly all junctions have degree 3,
+    as in the generator's Voronoi network (merging skeleton junctions closer than 5 px
+    makes a few of degree 4)."""
     from ernet.training.synthetic import SyntheticConfig, generate
 
     config = SyntheticConfig(
@@ -146,19 +164,23 @@ def test_generated_network_length_and_loops_match_the_generator() -> None:
         spacing_edge=(30.0, 40.0),
         label_width=(3.0, 4.0),
     )
-    loops = measured_loops = 0
-    for seed in range(4):
+    totals = np.zeros(6)  # junctions: measured, low, high; loops: measured, low, high
+    degree_3 = 0
+    for seed in range(6):
         frame = generate(seed, config)
-        graph = frame.graph
         row = frame_metrics(frame.mask)
-        truth_length = float((graph.lengths * graph.labelled).sum())
+        truth_length = float((frame.graph.lengths * frame.graph.labelled).sum())
         assert row["total_length"] == pytest.approx(truth_length, rel=0.05)
-        drawn = nx.MultiGraph(
-            [tuple(e) for e, lab in zip(graph.edges, graph.labelled, strict=True) if lab > 0.5]
+        (j_low, l_low), (j_high, l_high) = (
+            _generator_bounds(frame.graph, 0.99),
+            _generator_bounds(frame.graph, 0),
         )
-        loops += drawn.number_of_edges() - drawn.number_of_nodes() + nx.number_connected_components(drawn)
-        measured_loops += row["polygons"]
-    assert measured_loops == pytest.approx(loops, rel=0.2)
+        totals += (row["junctions"], j_low, j_high, row["polygons"], l_low, l_high)
+        degree_3 += row["degree_3"]
+    junctions, j_low, j_high, loops, l_low, l_high = totals
+    assert 0.9 * j_low <= junctions <= 1.1 * j_high
+    assert 0.9 * l_low <= loops <= 1.1 * l_high
+    assert degree_3 >= 0.85 * junctions
 
 
 def _read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
@@ -186,6 +208,28 @@ def test_ernet_analyze_writes_a_row_per_frame_with_units(tmp_path: Path) -> None
     done = run_cli("ernet-analyze", path, "--pixel-size", "0.5", "--overwrite", "-q")
     header, rows = _read_csv(tmp_path / "cells_mask_metrics.csv")
     assert float(rows[0][header.index("total_length [um]")]) == pytest.approx(240.0)
+
+
+def test_successor_columns(tmp_path: Path) -> None:
+    path = tmp_path / "m.tif"
+    tifffile.imwrite(path, _grid())
+    done = run_cli("ernet-analyze", path, "--successor-columns", "-q")
+    assert done.returncode == 0, done.stderr
+    header, rows = _read_csv(tmp_path / "m_metrics.csv")
+    assert header[:3] == ["frame", "nodes", "edges"] and header[-1] == "degree_7_plus"
+    assert "degree_6" in header and "total_length [px]" not in header  # not in the successor's set
+    assert rows[0][header.index("degree_4")] == "9"
+
+
+def test_figures_per_frame_and_over_time(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    path = tmp_path / "m.tif"
+    tifffile.imwrite(path, np.stack([_grid(), _grid().T]), imagej=True, metadata={"axes": "TYX"})
+    done = run_cli("ernet-analyze", path, "--figures", "-q")
+    assert done.returncode == 0, done.stderr
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["m.tif", "m_graph_0000.png", "m_graph_0001.png", "m_metrics.csv", "m_metrics.png"]
+    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in tmp_path.glob("*.png"))
 
 
 def test_ernet_infer_metrics(tiny_onnx: Path, tmp_path: Path) -> None:
