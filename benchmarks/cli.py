@@ -177,6 +177,44 @@ def bench_stack(seg: Segmenter, provider: str, frames: int, height: int, width: 
     }
 
 
+def bench_analysis(stacks: list[int], repeats: int) -> dict[str, Any]:
+    """Network analysis: seconds per generated 1040 x 1392 mask, and whole ``ernet-analyze``
+    runs on 256 x 256 mask stacks of each length in ``stacks`` with their peak RSS."""
+    import tifffile
+
+    from ernet.runtime.analysis import frame_metrics
+    from ernet.training.synthetic import SyntheticConfig, generate_stack
+
+    large = generate_stack(1, 0, SyntheticConfig(height=1040, width=1392))[0].mask
+    small = [f.mask for f in generate_stack(8, 0, SyntheticConfig(height=256, width=256))]
+    result: dict[str, Any] = {
+        "mask": "1040x1392",
+        "frame": summary(timings(lambda: frame_metrics(large), repeats, warmup=2)),
+        "stacks": [],
+    }
+    command = Path(sys.executable).parent / "ernet-analyze"
+    with tempfile.TemporaryDirectory() as tmp:
+        for frames in stacks:
+            path = Path(tmp) / f"masks{frames}.tif"
+            with tifffile.TiffWriter(path, imagej=True) as tif:
+                tif.write(
+                    iter(small[i % len(small)] for i in range(frames)),
+                    shape=(frames, 256, 256),
+                    dtype=np.uint8,
+                    metadata={"axes": "TYX"},
+                )
+            seconds, rss = run_measured([str(command), str(path), "-q"])
+            result["stacks"].append(
+                {
+                    "frames": frames,
+                    "seconds": seconds,
+                    "frames_per_s": frames / seconds,
+                    "peak_rss_mb": rss / 2**20,
+                }
+            )
+    return result
+
+
 def markdown(result: dict[str, Any]) -> str:
     """The results as a Markdown table with the machine description."""
     m = result["machine"]
@@ -211,6 +249,22 @@ def markdown(result: dict[str, Any]) -> str:
                 f"{r['mpix_per_s']:.2f} | {r['peak_rss_mb']:.0f} | {r['raw_model_s']:.1f} | "
                 f"{r['overhead']:+.1%} |"
             )
+    if "analysis" in result:
+        a = result["analysis"]
+        f = a["frame"]
+        lines += [
+            "",
+            f"Network analysis (`frame_metrics`) of one generated {a['mask']} mask: "
+            f"p50 {f['median_s']:.3f} s, "
+            f"p95 {f['p95_s']:.3f} s. Whole `ernet-analyze` runs on 256x256 mask stacks:",
+            "",
+            "| frames | seconds | frames/s | peak RSS MiB |",
+            "|---|---|---|---|",
+            *(
+                f"| {r['frames']} | {r['seconds']:.1f} | {r['frames_per_s']:.1f} | {r['peak_rss_mb']:.0f} |"
+                for r in a["stacks"]
+            ),
+        ]
     if "cli" in result:
         c = result["cli"]
         lines += [
@@ -235,6 +289,10 @@ def bench(
         str,
         typer.Option(help="Comma-separated FRAMESxHEIGHTxWIDTH stacks through ernet-infer ('' for none)."),
     ] = "50x1040x1392,100x256x256,2000x256x256",
+    analysis_stacks: Annotated[
+        str,
+        typer.Option(help="Comma-separated frame counts of mask stacks through ernet-analyze ('' for none)."),
+    ] = "100,2000",
     cli: Annotated[bool, typer.Option(help="Also time whole ernet-infer runs on the largest frame.")] = True,
     out: Annotated[Path | None, typer.Option(help="Folder for results.json and results.md.")] = None,
 ) -> None:
@@ -260,6 +318,10 @@ def bench(
         height, width = max(shapes, key=lambda hw: hw[0] * hw[1])
         result["cli"] = bench_cli(seg.model_path, provider, height, width, min(repeats, 5))
         result["stacks"] = [bench_stack(seg, provider, n, h, w) for n, h, w in stack_shapes]
+    if analysis_stacks is not None:
+        result["analysis"] = bench_analysis(
+            [int(n) for n in analysis_stacks.split(",") if n], min(repeats, 10)
+        )
     table = markdown(result)
     print(table)
     if out is not None:

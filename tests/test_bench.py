@@ -21,6 +21,8 @@ def test_bench_cli_writes_results(tiny_onnx: Path, tmp_path: Path) -> None:
         "2",
         "--stacks",
         "3x64x80,6x64x80",
+        "--analysis-stacks",
+        "3",
         "--out",
         tmp_path,
     )
@@ -36,3 +38,5 @@ def test_bench_cli_writes_results(tiny_onnx: Path, tmp_path: Path) -> None:
     first, second = result["stacks"]
     assert (first["frames"], second["frames"]) == (3, 6)
     assert second["peak_rss_mb"] > 10 and second["raw_model_s"] > 0 and second["frames_per_s"] > 0
+    analysis = result["analysis"]
+    assert analysis["frame"]["median_s"] > 0 and analysis["stacks"][0]["frames"] == 3
