@@ -129,9 +129,9 @@ def test_classes_choose_the_network_and_report_fractions() -> None:
     assert tubules["junctions"] == 1 and tubules["free_ends"] == 3  # a T once the sheet arm is gone
 
 
-def _generator_bounds(graph: object, labelled_above: float) -> tuple[int, int]:
-    """(junctions, independent loops) of the generator's network, keeping edges labelled
-    above the given fraction, with pass-through (degree-2) nodes merged away."""
+def _generator_bounds(graph: object, labelled_above: float) -> tuple[int, int, int]:
+    """(nodes, junctions, independent loops) of the generator's network, keeping edges
+    labelled above the given fraction; pass-through (degree-2) nodes are not nodes."""
     import networkx as nx
 
     drawn = nx.MultiGraph()
@@ -140,7 +140,7 @@ def _generator_bounds(graph: object, labelled_above: float) -> tuple[int, int]:
             drawn.add_edge(int(a), int(b))
     degrees = np.array([d for _, d in drawn.degree()])
     loops = drawn.number_of_edges() - drawn.number_of_nodes() + nx.number_connected_components(drawn)
-    return int((degrees >= 3).sum()), loops
+    return int((degrees != 2).sum()), int((degrees >= 3).sum()), loops
 
 
 def test_generated_network_matches_the_generator() -> None:
@@ -149,9 +149,10 @@ def test_generated_network_matches_the_generator() -> None:
     The skeleton's length matches the generator's labelled centre lines within 5 % per
     frame (measured: +0.4 to +2.9 %). Edges cut by the cell's outline are partly
     labelled, so the generator brackets what a mask can show: at least the fully
-    labelled edges, at most every edge with any labelled part. Over six frames the
-    junction and loop counts lie in that bracket widened by 10 % (measured: junctions
-    289 in [208, 324], loops 106 in [76, 101]), and nearly all junctions have degree 3,
+    labelled edges, at most every edge with any labelled part. Over six frames the node,
+    junction and loop counts lie in that bracket widened by 10 % (measured: nodes 497 in
+    [330, 510], junctions 289 in [208, 324], loops 106 in [76, 101]; single frames stray
+    further), and nearly all junctions have degree 3,
     as in the generator's Voronoi network (merging skeleton junctions closer than 5 px
     makes a few of degree 4)."""
     from ernet.training.synthetic import SyntheticConfig, generate
@@ -164,20 +165,31 @@ def test_generated_network_matches_the_generator() -> None:
         spacing_edge=(30.0, 40.0),
         label_width=(3.0, 4.0),
     )
-    totals = np.zeros(6)  # junctions: measured, low, high; loops: measured, low, high
+    totals = np.zeros(9)  # nodes, junctions, loops: each measured, low, high
     degree_3 = 0
     for seed in range(6):
         frame = generate(seed, config)
         row = frame_metrics(frame.mask)
         truth_length = float((frame.graph.lengths * frame.graph.labelled).sum())
         assert row["total_length"] == pytest.approx(truth_length, rel=0.05)
-        (j_low, l_low), (j_high, l_high) = (
+        (n_low, j_low, l_low), (n_high, j_high, l_high) = (
             _generator_bounds(frame.graph, 0.99),
             _generator_bounds(frame.graph, 0),
         )
-        totals += (row["junctions"], j_low, j_high, row["polygons"], l_low, l_high)
+        totals += (
+            row["nodes"],
+            n_low,
+            n_high,
+            row["junctions"],
+            j_low,
+            j_high,
+            row["polygons"],
+            l_low,
+            l_high,
+        )
         degree_3 += row["degree_3"]
-    junctions, j_low, j_high, loops, l_low, l_high = totals
+    nodes, n_low, n_high, junctions, j_low, j_high, loops, l_low, l_high = totals
+    assert 0.9 * n_low <= nodes <= 1.1 * n_high
     assert 0.9 * j_low <= junctions <= 1.1 * j_high
     assert 0.9 * l_low <= loops <= 1.1 * l_high
     assert degree_3 >= 0.85 * junctions
