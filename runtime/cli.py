@@ -230,6 +230,9 @@ def analyze(
     min_spur_length: Annotated[
         float, typer.Option(help="Prune free-end branches shorter than this many pixels.")
     ] = AnalysisOptions.min_spur_length,
+    merge_junctions_within: Annotated[
+        float, typer.Option(help="Merge junctions joined by a branch shorter than this many pixels.")
+    ] = AnalysisOptions.merge_junctions_within,
     figures: Annotated[bool, typer.Option(help=FIGURES_HELP)] = False,
     successor_columns: Annotated[
         bool, typer.Option(help="Only the successor's (ERnet-v2) metric set, in its order (see README).")
@@ -261,9 +264,10 @@ def analyze(
             if not np.issubdtype(image.dtype, np.integer):
                 raise InputError(f"{source}: a label mask holds integer class ids, not {image.dtype}")
             options = AnalysisOptions(
-                chosen,
-                min_object_size,
-                min_spur_length,
+                classes=chosen,
+                min_object_size=min_object_size,
+                min_spur_length=min_spur_length,
+                merge_junctions_within=merge_junctions_within,
                 pixel_size=pixel_size or image.calibration.micrometres_per_pixel,
             )
             recorder = MetricsRecorder(
@@ -281,6 +285,10 @@ def analyze(
             recorder.finish()
         except ErnetError as exc:
             fail(str(exc))
+            failures += 1
+            continue
+        except (OSError, MemoryError) as exc:
+            fail(f"{source}: {type(exc).__name__}: {first_line(exc)}")
             failures += 1
             continue
         if not quiet:
