@@ -133,6 +133,8 @@ def infer(
             raise typer.BadParameter("choose 'frame' or 'stack'", param_hint="--normalize")
         if probabilities not in (None, "uint8", "float16"):
             raise typer.BadParameter("choose 'uint8' or 'float16'", param_hint="--probabilities")
+        if figures and not metrics:
+            raise typer.BadParameter("draws the network analysis: add --metrics", param_hint="--figures")
         selection = parse_index(index or [])
         plans = plan_outputs(
             inputs,

@@ -510,7 +510,12 @@ class TiffStackWriter:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
         assert self._thread is not None
         if exc_type is None:
-            self._queue.put(_END)
+            while self._thread.is_alive():  # a thread that failed takes nothing more
+                try:
+                    self._queue.put(_END, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
             self._thread.join()
             if self._error is not None:
                 self._files.__exit__(OutputError, None, None)
