@@ -59,33 +59,31 @@ def _not_onnx(d: Path) -> Path:
     return d / "model.onnx"
 
 
-def _foreign_onnx(d: Path) -> Path:
+def _identity_onnx(path: Path, props: dict[str, str] | None = None) -> Path:
+    """A valid ONNX file that is not ERNet's: x -> Identity -> y, optional metadata."""
     onnx = pytest.importorskip("onnx")
     from onnx import TensorProto, helper
 
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 4, 4])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1, 4, 4])
-    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "other", [x], [y])
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], path.stem, [x], [y])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=10)
-    onnx.save(model, d / "other.onnx")
-    return d / "other.onnx"
+    if props:
+        helper.set_model_props(model, props)
+    onnx.save(model, path)
+    return path
+
+
+def _foreign_onnx(d: Path) -> Path:
+    return _identity_onnx(d / "other.onnx")
 
 
 def _ernet_metadata_wrong_io(d: Path) -> Path:
-    onnx = pytest.importorskip("onnx")
-    from onnx import TensorProto, helper
-
     from ernet.runtime.metadata import ModelMetadata
 
     from conftest import TINY
 
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 4, 4])
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1, 4, 4])
-    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "renamed", [x], [y])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=10)
-    helper.set_model_props(model, ModelMetadata(config=TINY).to_props())
-    onnx.save(model, d / "renamed.onnx")
-    return d / "renamed.onnx"
+    return _identity_onnx(d / "renamed.onnx", ModelMetadata(config=TINY).to_props())
 
 
 MODEL_CASES: dict[str, tuple[Callable[[Path], Path], str]] = {
