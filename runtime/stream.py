@@ -115,7 +115,7 @@ class FrameStream:
                         self._count("dropped")
                         return False
                     self._count("dropped")
-        except BaseException as exc:  # noqa: BLE001 - nothing may reach the acquisition thread
+        except Exception as exc:  # nothing may reach the acquisition thread
             self._record_failure(exc)
             return False
 
