@@ -14,7 +14,7 @@ from pathlib import Path
 from ernet.runtime import Segmenter
 from ernet.runtime.metadata import ModelConfig, ModelMetadata
 
-from .cli import timings, uint16_frame
+from .measure import timings, uint16_frame
 
 CONFIGS = [
     ModelConfig(n_feats=8, n_resgroups=1, n_resblocks=2, reduction=4),

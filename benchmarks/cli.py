@@ -8,79 +8,28 @@ holds on a noisy machine. Warm-up excluded; medians and spread reported.
 from __future__ import annotations
 
 import json
-import os
-import platform
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
 import typer
 
-from ernet.runtime import Segmenter, __version__
+from ernet.runtime import Segmenter
+from ernet.runtime.analysis import require_analysis_libraries
 from ernet.runtime.errors import ErnetError
 from ernet.runtime.io import atomic_output
+from ernet.runtime.metadata import ModelConfig
 from ernet.runtime.tiling import TileGrid, pad_to_grid
 
+from .measure import machine, run_measured, summary, timings, uint16_frame
+from .plot import plot_results
+
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
-
-
-def timings(fn: Callable[[], object], repeats: int, warmup: int = 1) -> list[float]:
-    """Wall-clock seconds of ``repeats`` calls of ``fn`` after ``warmup`` calls."""
-    for _ in range(warmup):
-        fn()
-    out = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - start)
-    return out
-
-
-def summary(seconds: list[float]) -> dict[str, float]:
-    """Median, p95, p99 and spread of a list of timings."""
-    p95, p99 = np.percentile(seconds, [95, 99])
-    return {
-        "median_s": statistics.median(seconds),
-        "p95_s": float(p95),
-        "p99_s": float(p99),
-        "min_s": min(seconds),
-        "max_s": max(seconds),
-    }
-
-
-def machine() -> dict[str, Any]:
-    """CPU model, cores and library versions, recorded with every result."""
-    import onnxruntime
-
-    cpu = platform.processor()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        names = [
-            line.split(":", 1)[1].strip()
-            for line in cpuinfo.read_text().splitlines()
-            if line.startswith("model name")
-        ]
-        cpu = names[0] if names else cpu
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "onnxruntime": onnxruntime.__version__,
-        "ernet": __version__,
-        "platform": platform.platform(),
-    }
-
-
-def uint16_frame(height: int, width: int) -> np.ndarray:
-    """A uint16 frame (the costlier input type: converted to float32 before use)."""
-    return np.random.default_rng(0).integers(0, 4096, (height, width), dtype=np.uint16)
 
 
 def frame_batches(seg: Segmenter, frame: np.ndarray) -> list[np.ndarray]:
@@ -124,18 +73,6 @@ def bench_cli(model: Path, provider: str, height: int, width: int, repeats: int)
         args = [str(command), str(frame), "--model", str(model), "--provider", provider, "--overwrite", "-q"]
         seconds = timings(lambda: subprocess.run(args, check=True, capture_output=True), repeats)
     return {"frame": f"{height}x{width} uint16", **summary(seconds)}
-
-
-def run_measured(args: list[str]) -> tuple[float, int]:
-    """Wall seconds and peak resident memory (bytes) of one child process; fails if it fails."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    seconds = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode:
-        raise RuntimeError(f"{args[0]} failed: {proc.stderr.read().decode() if proc.stderr else ''}")
-    return seconds, usage.ru_maxrss * 1024  # Linux reports KiB
 
 
 def bench_stack(seg: Segmenter, provider: str, frames: int, height: int, width: int) -> dict[str, Any]:
@@ -214,6 +151,49 @@ def bench_analysis(stacks: list[int], repeats: int) -> dict[str, Any]:
     return result
 
 
+def parse_size(text: str) -> tuple[int, int]:
+    """``"1040x1392"`` -> ``(1040, 1392)``."""
+    height, width = (int(v) for v in text.lower().split("x"))
+    return height, width
+
+
+def bench_sweep(
+    model: Path, provider: str, size: tuple[int, int], tiles: list[int], batches: list[int], repeats: int
+) -> list[dict[str, Any]]:
+    """End-to-end ``segment`` throughput on one frame for each tile size and batch size."""
+    frame = uint16_frame(*size)
+    rows = []
+    for tile in tiles:
+        for batch in batches:
+            seg = Segmenter(model, provider=provider, tile=tile, batch=batch)
+            timed = summary(timings(partial(seg.segment, frame), repeats))
+            rows.append(
+                {"tile": tile, "batch": batch, **timed, "mpix_per_s": frame.size / 1e6 / timed["median_s"]}
+            )
+    return rows
+
+
+def bench_comparison(
+    seg: Segmenter, shapes: list[tuple[int, int]], repeats: int, published: bool
+) -> dict[str, Any]:
+    """The model's configuration (and the published one on 512 x 512) against PyTorch eager
+    and the GEMM ceiling; skipped with a note where torch or onnx is missing."""
+    try:
+        import onnx  # noqa: F401
+        import torch  # noqa: F401
+    except ImportError as exc:
+        print(f"note: no PyTorch comparison: {exc.name} is not installed", file=sys.stderr)
+        return {}
+    from .ceiling import gemm_gflops
+    from .comparison import compare
+
+    per_core = gemm_gflops(threads=1)
+    models = [compare(seg.metadata.config, shapes, repeats, per_core)]
+    if published:
+        models.append(compare(ModelConfig(), [(512, 512)], 1, per_core))
+    return {"gemm_gflops_per_core": per_core, "models": models}
+
+
 def markdown(result: dict[str, Any]) -> str:
     """The results as a Markdown table with the machine description."""
     m = result["machine"]
@@ -264,6 +244,50 @@ def markdown(result: dict[str, Any]) -> str:
                 for r in a["stacks"]
             ),
         ]
+    if result.get("sweep"):
+        lines += [
+            "",
+            "Tile and batch sizes (`Segmenter.segment` on one uint16 frame of the largest size):",
+            "",
+            "| tile | batch | median s | MPix/s |",
+            "|---|---|---|---|",
+            *(
+                f"| {r['tile']} | {r['batch']} | {r['median_s']:.3f} | {r['mpix_per_s']:.2f} |"
+                for r in result["sweep"]
+            ),
+        ]
+    if result.get("comparison"):
+        c = result["comparison"]
+        lines += [
+            "",
+            f"Against PyTorch eager, run as the original tool does (whole frames, four quadrants above "
+            f"1 MPix; same random weights), and the ceiling: fp32 GEMM "
+            f"{c['gemm_gflops_per_core']:.0f} GFLOP/s "
+            "on one thread x threads used. GFLOP/s count the ONNX graph's convolutions directly (2 x "
+            "multiply-adds); ONNX Runtime's Winograd convolutions need fewer, so efficiency can pass 1.",
+            "",
+            "| model | frame | ONNX tiled s | ONNX one tile s | PyTorch original s | speed-up tiled | "
+            "speed-up one tile |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for m in c["models"]:
+            for f in m["frames"]:
+                lines.append(
+                    f"| {m['model']} | {f['frame']} | {f['onnx_tiled']['median_s']:.3f} | "
+                    f"{f['onnx_whole']['median_s']:.3f} | {f['torch_original']['median_s']:.3f} | "
+                    f"{f['speedup_onnx_tiled']:.2f}x | {f['speedup_onnx_whole']:.2f}x |"
+                )
+        lines += [
+            "",
+            "| model | MFLOP/px | threads | achieved GFLOP/s | ceiling GFLOP/s | efficiency |",
+            "|---|---|---|---|---|---|",
+        ]
+        for m in c["models"]:
+            lines.append(
+                f"| {m['model']} | {m['flops_per_pixel'] / 1e6:.3f} | {m['threads']} | "
+                f"{m['achieved_gflops']:.0f} | "
+                f"{m['ceiling_gflops']:.0f} | {m['efficiency']:.2f} |"
+            )
     if "cli" in result:
         c = result["cli"]
         lines += [
@@ -293,12 +317,24 @@ def bench(
         typer.Option(help="Comma-separated frame counts of mask stacks through ernet-analyze ('' for none)."),
     ] = "100,2000",
     cli: Annotated[bool, typer.Option(help="Also time whole ernet-infer runs on the largest frame.")] = True,
-    out: Annotated[Path | None, typer.Option(help="Folder for results.json and results.md.")] = None,
+    sweep_tiles: Annotated[
+        str, typer.Option(help="Tile sizes to sweep on the largest frame ('' for none).")
+    ] = ("128,256,512"),
+    sweep_batches: Annotated[str, typer.Option(help="Batch sizes to sweep with each tile size.")] = "1,4",
+    compare: Annotated[
+        bool, typer.Option(help="PyTorch-eager original method and the GEMM ceiling (needs torch, onnx).")
+    ] = True,
+    published: Annotated[
+        bool, typer.Option(help="With --compare, also the published-size ERNet on 512x512 (minutes).")
+    ] = True,
+    out: Annotated[
+        Path | None, typer.Option(help="Folder for results.json, results.md and results.png.")
+    ] = None,
 ) -> None:
     """Time single-frame segmentation through the embeddable API and through ernet-infer."""
     try:
         seg = Segmenter(model, provider=provider, tile=tile, batch=batch)
-        shapes = [tuple(int(v) for v in s.lower().split("x")) for s in sizes.split(",")]
+        shapes = [parse_size(s) for s in sizes.split(",")]
         stack_shapes = [tuple(int(v) for v in s.lower().split("x")) for s in stacks.split(",") if s]
     except (ErnetError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -317,10 +353,22 @@ def bench(
         height, width = max(shapes, key=lambda hw: hw[0] * hw[1])
         result["cli"] = bench_cli(seg.model_path, provider, height, width, min(repeats, 5))
         result["stacks"] = [bench_stack(seg, provider, n, h, w) for n, h, w in stack_shapes]
-    if analysis_stacks is not None:
+    largest = max(shapes, key=lambda hw: hw[0] * hw[1])
+    tiles_swept = [int(t) for t in sweep_tiles.split(",") if t]
+    if tiles_swept and seg.model_path is not None:
+        batches = [int(b) for b in sweep_batches.split(",") if b]
+        result["sweep"] = bench_sweep(
+            seg.model_path, provider, largest, tiles_swept, batches, min(repeats, 5)
+        )
+    try:
+        require_analysis_libraries()
         result["analysis"] = bench_analysis(
             [int(n) for n in analysis_stacks.split(",") if n], min(repeats, 10)
         )
+    except ErnetError as exc:
+        print(f"note: network analysis not measured: {exc}", file=sys.stderr)
+    if compare:
+        result["comparison"] = bench_comparison(seg, shapes, min(repeats, 5), published)
     table = markdown(result)
     print(table)
     if out is not None:
@@ -329,6 +377,7 @@ def bench(
             tmp.write_text(json.dumps(result, indent=2))
         with atomic_output(out / "results.md") as tmp:
             tmp.write_text(table)
+        plot_results(result, out / "results.png")
 
 
 def main() -> None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from conftest import run_cli
+import pytest
+
+from conftest import TINY, run_cli
 
 
 def test_bench_cli_writes_results(tiny_onnx: Path, tmp_path: Path) -> None:
@@ -23,6 +25,11 @@ def test_bench_cli_writes_results(tiny_onnx: Path, tmp_path: Path) -> None:
         "3x64x80,6x64x80",
         "--analysis-stacks",
         "3",
+        "--sweep-tiles",
+        "32,64",
+        "--sweep-batches",
+        "1,2",
+        "--no-published",
         "--out",
         tmp_path,
     )
@@ -38,5 +45,43 @@ def test_bench_cli_writes_results(tiny_onnx: Path, tmp_path: Path) -> None:
     first, second = result["stacks"]
     assert (first["frames"], second["frames"]) == (3, 6)
     assert second["peak_rss_mb"] > 10 and second["raw_model_s"] > 0 and second["frames_per_s"] > 0
+    assert [(r["tile"], r["batch"]) for r in result["sweep"]] == [(32, 1), (32, 2), (64, 1), (64, 2)]
+    (model,) = result["comparison"]["models"]
+    assert model["flops_per_pixel"] == TINY.flops_per_pixel and 0 < model["efficiency"]
+    assert [f["frame"] for f in model["frames"]] == ["64x80", "100x90"]
+    assert model["frames"][0]["speedup_onnx_tiled"] > 0
+    assert (tmp_path / "results.png").read_bytes()[:4] == b"\x89PNG"
     analysis = result["analysis"]
     assert analysis["frame"]["median_s"] > 0 and analysis["stacks"][0]["frames"] == 3
+
+
+def test_flops_are_counted_from_the_onnx_graph(tiny_onnx: Path) -> None:
+    from ernet.benchmarks.ceiling import onnx_flops_per_pixel
+
+    # The attention branch's 1x1 convolutions run on pooled vectors: not per pixel.
+    assert onnx_flops_per_pixel(tiny_onnx) == TINY.flops_per_pixel
+
+
+def test_gemm_rate_is_measured_per_thread() -> None:
+    from ernet.benchmarks.ceiling import gemm_gflops
+
+    assert gemm_gflops(threads=1, n=256, repeats=2) > 0.1
+
+
+def test_original_method_matches_onnx_on_the_same_weights(
+    tiny_checkpoint: Path, tiny_onnx: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import numpy as np
+
+    import ernet.benchmarks.reference as reference
+    from ernet.runtime import Segmenter
+
+    frame = np.random.default_rng(0).integers(0, 4000, (64, 64), dtype=np.uint16)
+    original = reference.torch_original(tiny_checkpoint, threads=1)
+    whole = Segmenter(tiny_onnx, provider="cpu", tile=64)  # one tile: whole-frame inference
+    assert (original(frame) == whole.segment(frame)).mean() > 0.999
+    large = np.random.default_rng(1).integers(0, 4000, (150, 170), dtype=np.uint16)
+    monkeypatch.setattr(reference, "QUADRANT_ABOVE", 100 * 100)  # this frame now goes as four quadrants
+    labels = original(large)
+    assert labels.shape == large.shape and set(np.unique(labels)) <= {0, 1}
+    assert (labels == whole.segment(large)).mean() > 0.8  # close to tiled ONNX, not equal

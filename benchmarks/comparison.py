@@ -1,0 +1,82 @@
+"""ONNX Runtime against the PyTorch-eager original method, and against the GEMM ceiling.
+
+For a model configuration, random weights (speed does not depend on them) are saved
+as a checkpoint and exported, so both sides run the same network. Measured on uint16
+frames, end to end (normalise, infer, argmax): ``Segmenter`` with the default tiling,
+``Segmenter`` with one tile covering the frame, and the original method in PyTorch.
+The raw model on one 256 x 256 tile gives the achieved GFLOP/s (FLOPs counted from
+the ONNX graph), set against the one-thread GEMM rate times the threads used.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ernet.runtime import Segmenter
+from ernet.runtime.backends import physical_cores
+from ernet.runtime.metadata import ModelConfig, ModelMetadata
+
+from .ceiling import onnx_flops_per_pixel
+from .measure import summary, timings, uint16_frame
+from .reference import torch_original
+
+#: Tile of the raw-model rate measurement.
+RATE_TILE = 256
+
+
+def config_name(config: ModelConfig) -> str:
+    return f"F{config.n_feats} G{config.n_resgroups} B{config.n_resblocks} r{config.reduction}"
+
+
+def compare(
+    config: ModelConfig, sizes: list[tuple[int, int]], repeats: int, gemm_per_core: float
+) -> dict[str, Any]:
+    """Timings of one configuration on each frame size, and its efficiency."""
+    import torch
+
+    from ernet.export.onnx import export_checkpoint
+    from ernet.training.checkpoint import save_checkpoint
+    from ernet.training.model import ERNet
+
+    threads = physical_cores()
+    with tempfile.TemporaryDirectory() as tmp:
+        checkpoint, onnx_path = Path(tmp) / "model.pt", Path(tmp) / "model.onnx"
+        torch.manual_seed(0)
+        save_checkpoint(checkpoint, ERNet(config), ModelMetadata(config=config, tile_size=RATE_TILE))
+        export_checkpoint(checkpoint, onnx_path, overwrite=True)
+        flops = onnx_flops_per_pixel(onnx_path)
+        reference = torch_original(checkpoint, threads)
+        tiled = Segmenter(onnx_path, provider="cpu", batch=1)
+        tile = np.zeros((1, config.in_channels, RATE_TILE, RATE_TILE), np.float32)
+        rate_s = statistics.median(timings(lambda: tiled.backend.run(tile), repeats))
+        frames = []
+        for height, width in sizes:
+            frame = uint16_frame(height, width)
+            whole = Segmenter(onnx_path, provider="cpu", batch=1, tile=max(height, width))
+            row: dict[str, Any] = {
+                "frame": f"{height}x{width}",
+                "onnx_tiled": summary(timings(partial(tiled.segment, frame), repeats)),
+                "onnx_whole": summary(timings(partial(whole.segment, frame), repeats)),
+                "torch_original": summary(timings(partial(reference, frame), repeats)),
+            }
+            for key in ("onnx_tiled", "onnx_whole"):
+                row[f"speedup_{key}"] = row["torch_original"]["median_s"] / row[key]["median_s"]
+            frames.append(row)
+    achieved = flops * RATE_TILE**2 / rate_s / 1e9
+    ceiling = gemm_per_core * threads
+    return {
+        "model": config_name(config),
+        "flops_per_pixel": flops,
+        "threads": threads,
+        "tile_rate_s": rate_s,
+        "achieved_gflops": achieved,
+        "ceiling_gflops": ceiling,
+        "efficiency": achieved / ceiling,
+        "frames": frames,
+    }
