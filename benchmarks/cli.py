@@ -12,9 +12,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from functools import partial
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import numpy as np
 import typer
@@ -99,11 +98,14 @@ def bench_stack(seg: Segmenter, provider: str, frames: int, height: int, width: 
                 metadata={"axes": "TYX"},
             )
         args = [str(command), str(stack), "--model", str(seg.model_path), "--provider", provider, "-q"]
+        args += ["--tile", str(seg.tile), "--overlap", str(seg.overlap), "--batch", str(seg.batch)]
         seconds, rss = run_measured(args)
     mpix = frames * height * width / 1e6
     return {
         "frames": frames,
         "frame": f"{height}x{width}",
+        "tile": seg.tile,
+        "batch": seg.batch,
         "seconds": seconds,
         "frames_per_s": frames / seconds,
         "mpix_per_s": mpix / seconds,
@@ -151,25 +153,21 @@ def bench_analysis(stacks: list[int], repeats: int) -> dict[str, Any]:
     return result
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    """``"1040x1392"`` -> ``(1040, 1392)``."""
-    height, width = (int(v) for v in text.lower().split("x"))
-    return height, width
+def parse_size(text: str) -> tuple[int, ...]:
+    """``"1040x1392"`` -> ``(1040, 1392)``; ``"50x512x512"`` -> ``(50, 512, 512)``."""
+    return tuple(int(v) for v in text.lower().split("x"))
 
 
 def bench_sweep(
-    model: Path, provider: str, size: tuple[int, int], tiles: list[int], batches: list[int], repeats: int
+    model: Path, provider: str, stack: tuple[int, int, int], tiles: list[int], batches: list[int]
 ) -> list[dict[str, Any]]:
-    """End-to-end ``segment`` throughput on one frame for each tile size and batch size."""
-    frame = uint16_frame(*size)
+    """A stack through ``ernet-infer`` (see :func:`bench_stack`) for each tile and batch size."""
+    frames, height, width = stack
     rows = []
     for tile in tiles:
         for batch in batches:
             seg = Segmenter(model, provider=provider, tile=tile, batch=batch)
-            timed = summary(timings(partial(seg.segment, frame), repeats))
-            rows.append(
-                {"tile": tile, "batch": batch, **timed, "mpix_per_s": frame.size / 1e6 / timed["median_s"]}
-            )
+            rows.append(bench_stack(seg, provider, frames, height, width))
     return rows
 
 
@@ -247,12 +245,14 @@ def markdown(result: dict[str, Any]) -> str:
     if result.get("sweep"):
         lines += [
             "",
-            "Tile and batch sizes (`Segmenter.segment` on one uint16 frame of the largest size):",
+            "Tile and batch sizes (whole `ernet-infer` runs, as above):",
             "",
-            "| tile | batch | median s | MPix/s |",
-            "|---|---|---|---|",
+            "| frames | frame | tile | batch | seconds | frames/s | MPix/s | peak RSS MiB | overhead |",
+            "|---|---|---|---|---|---|---|---|---|",
             *(
-                f"| {r['tile']} | {r['batch']} | {r['median_s']:.3f} | {r['mpix_per_s']:.2f} |"
+                f"| {r['frames']} | {r['frame']} | {r['tile']} | {r['batch']} | {r['seconds']:.1f} | "
+                f"{r['frames_per_s']:.2f} | {r['mpix_per_s']:.2f} | {r['peak_rss_mb']:.0f} | "
+                f"{r['overhead']:+.1%} |"
                 for r in result["sweep"]
             ),
         ]
@@ -317,9 +317,10 @@ def bench(
         typer.Option(help="Comma-separated frame counts of mask stacks through ernet-analyze ('' for none)."),
     ] = "100,2000",
     cli: Annotated[bool, typer.Option(help="Also time whole ernet-infer runs on the largest frame.")] = True,
-    sweep_tiles: Annotated[
-        str, typer.Option(help="Tile sizes to sweep on the largest frame ('' for none).")
-    ] = ("128,256,512"),
+    sweep_tiles: Annotated[str, typer.Option(help="Tile sizes to sweep ('' for none).")] = "128,256,512",
+    sweep_stack: Annotated[
+        str, typer.Option(help="FRAMESxHEIGHTxWIDTH stack through ernet-infer for each tile and batch.")
+    ] = "50x512x512",
     sweep_batches: Annotated[str, typer.Option(help="Batch sizes to sweep with each tile size.")] = "1,4",
     compare: Annotated[
         bool, typer.Option(help="PyTorch-eager original method and the GEMM ceiling (needs torch, onnx).")
@@ -334,7 +335,7 @@ def bench(
     """Time single-frame segmentation through the embeddable API and through ernet-infer."""
     try:
         seg = Segmenter(model, provider=provider, tile=tile, batch=batch)
-        shapes = [parse_size(s) for s in sizes.split(",")]
+        shapes = [cast(tuple[int, int], parse_size(s)) for s in sizes.split(",")]
         stack_shapes = [tuple(int(v) for v in s.lower().split("x")) for s in stacks.split(",") if s]
     except (ErnetError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -353,13 +354,11 @@ def bench(
         height, width = max(shapes, key=lambda hw: hw[0] * hw[1])
         result["cli"] = bench_cli(seg.model_path, provider, height, width, min(repeats, 5))
         result["stacks"] = [bench_stack(seg, provider, n, h, w) for n, h, w in stack_shapes]
-    largest = max(shapes, key=lambda hw: hw[0] * hw[1])
     tiles_swept = [int(t) for t in sweep_tiles.split(",") if t]
     if tiles_swept and seg.model_path is not None:
         batches = [int(b) for b in sweep_batches.split(",") if b]
-        result["sweep"] = bench_sweep(
-            seg.model_path, provider, largest, tiles_swept, batches, min(repeats, 5)
-        )
+        frames, height, width = parse_size(sweep_stack)
+        result["sweep"] = bench_sweep(seg.model_path, provider, (frames, height, width), tiles_swept, batches)
     try:
         require_analysis_libraries()
         result["analysis"] = bench_analysis(

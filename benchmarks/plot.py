@@ -50,7 +50,8 @@ def plot_results(result: dict[str, Any], path: Path) -> None:
             )
         right.set_xlabel("tile size (px)")
         right.set_ylabel("MPix/s")
-        right.set_title(f"Tile and batch size ({result.get('provider', '')})", fontsize=9)
+        stack = sweep[0] if sweep else {}
+        right.set_title(f"ernet-infer, {stack.get('frames')} x {stack.get('frame')} stack", fontsize=9)
         if sweep:
             right.legend(fontsize=8)
         fig.tight_layout()

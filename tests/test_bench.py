@@ -27,6 +27,8 @@ def test_bench_cli_writes_results(tiny_onnx: Path, tmp_path: Path) -> None:
         "3",
         "--sweep-tiles",
         "32,64",
+        "--sweep-stack",
+        "3x64x80",
         "--sweep-batches",
         "1,2",
         "--no-published",
@@ -46,6 +48,7 @@ def test_bench_cli_writes_results(tiny_onnx: Path, tmp_path: Path) -> None:
     assert (first["frames"], second["frames"]) == (3, 6)
     assert second["peak_rss_mb"] > 10 and second["raw_model_s"] > 0 and second["frames_per_s"] > 0
     assert [(r["tile"], r["batch"]) for r in result["sweep"]] == [(32, 1), (32, 2), (64, 1), (64, 2)]
+    assert all(r["frames"] == 3 and r["peak_rss_mb"] > 10 for r in result["sweep"])
     (model,) = result["comparison"]["models"]
     assert model["flops_per_pixel"] == TINY.flops_per_pixel and 0 < model["efficiency"]
     assert [f["frame"] for f in model["frames"]] == ["64x80", "100x90"]
