@@ -3,10 +3,12 @@ machine description recorded with every result, and the benchmark frame."""
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import statistics
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -70,13 +72,23 @@ def uint16_frame(height: int, width: int) -> np.ndarray:
     return np.random.default_rng(0).integers(0, 4096, (height, width), dtype=np.uint16)
 
 
+#: Runs a command and prints its peak RSS. Linux keeps a process's RSS high-water mark
+#: across fork and exec, so a child forked straight from a big benchmark process would
+#: report the parent's peak; forked from this small interpreter it reports its own.
+_MEASURE = """
+import json, resource, subprocess, sys, time
+start = time.perf_counter()
+done = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+seconds = time.perf_counter() - start
+rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+print(json.dumps([done.returncode, seconds, rss, done.stderr[-2000:]]))
+"""
+
+
 def run_measured(args: list[str]) -> tuple[float, int]:
-    """Wall seconds and peak resident memory (bytes) of one child process; fails if it fails."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    seconds = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode:
-        raise RuntimeError(f"{args[0]} failed: {proc.stderr.read().decode() if proc.stderr else ''}")
-    return seconds, usage.ru_maxrss * 1024  # Linux reports KiB
+    """Wall seconds and peak resident memory (bytes) of one command; fails if it fails."""
+    out = subprocess.run([sys.executable, "-c", _MEASURE, *args], capture_output=True, text=True, check=True)
+    returncode, seconds, rss, stderr = json.loads(out.stdout)
+    if returncode:
+        raise RuntimeError(f"{args[0]} failed: {stderr}")
+    return float(seconds), int(rss)
