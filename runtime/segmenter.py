@@ -16,7 +16,7 @@ from .errors import InputError, ModelError
 from .metadata import ModelMetadata
 from .pipeline import prefetch
 from .preprocess import Normalization
-from .tiling import stitch_bands
+from .tiling import stitch_bands, tiled_logits
 
 #: Where an install carries its default model.
 DEFAULT_MODEL = Path(__file__).parent / "models" / "default.onnx"
@@ -173,8 +173,9 @@ class Segmenter:
 
     def logits(self, frame: np.ndarray, value_range: tuple[float, float] | None = None) -> np.ndarray:
         """Blended class logits (K x H x W float32) of one frame."""
+        image = self.prepare(frame, value_range)
         with self._lock:
-            return np.concatenate([band for _, band in self.bands(self.prepare(frame, value_range))], axis=1)
+            return tiled_logits(image, self.backend.run, self.n_classes, self.tile, self.overlap, self.batch)
 
     def segment_frames(self, frames: Iterable[np.ndarray], queue_size: int = 2) -> Iterator[np.ndarray]:
         """Class-id masks of ``frames`` in order, each normalised on its own; frames are
