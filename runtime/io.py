@@ -8,6 +8,7 @@ naming the file.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import queue
@@ -372,6 +373,15 @@ def output_path(image: Path, kind: str, out_dir: Path | None = None, suffix: str
 def mask_path(image: Path, out_dir: Path | None = None) -> Path:
     """Where ``ernet-infer`` writes the mask of ``image``: ``DIR/<stem>_mask.tif``."""
     return output_path(image, "mask", out_dir)
+
+
+def file_sha256(path: Path) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 @contextmanager

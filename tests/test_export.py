@@ -14,8 +14,8 @@ onnx = pytest.importorskip("onnx")
 from ernet.export import onnx as export_onnx  # noqa: E402
 from ernet.export.onnx import ATOL, RTOL, ParityError, export_checkpoint  # noqa: E402
 from ernet.runtime.backends import BackendOptions, OnnxRuntimeBackend  # noqa: E402
+from ernet.runtime.io import file_sha256  # noqa: E402
 from ernet.runtime.metadata import ModelConfig  # noqa: E402
-from ernet.training.checkpoint import file_sha256  # noqa: E402
 from ernet.training.model import ERNet  # noqa: E402
 
 from conftest import TINY, run_cli  # noqa: E402
@@ -99,7 +99,8 @@ def test_export_cli_reports_parity_and_refuses_overwrite(tiny_checkpoint: Path, 
     output = tmp_path / "m.onnx"
     done = run_cli("ernet-export", tiny_checkpoint, "-o", output)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.count("argmax agreement") == 2 and output.is_file()
+    assert done.stdout.count("parity ") == 2 and "[FAILED]" not in done.stdout
+    assert all(tmp_path.joinpath(name).is_file() for name in ("m.onnx", "m.fp16.onnx", "m.int8.onnx"))
     again = run_cli("ernet-export", tiny_checkpoint, "-o", output)
     assert again.returncode != 0 and again.stderr.strip().splitlines() == [
         f"error: {output}: output exists (pass --overwrite to replace it)"

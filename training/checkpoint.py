@@ -6,7 +6,6 @@ keys prefixed ``module.`` (DataParallel). Always loaded with ``weights_only=True
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from typing import Any
 import torch
 
 from ernet.runtime.errors import ModelError, first_line
+from ernet.runtime.io import file_sha256
 from ernet.runtime.metadata import ModelConfig, ModelMetadata
 from ernet.runtime.preprocess import Normalization
 
@@ -24,15 +24,6 @@ from .model import ERNet
 #: Key of our model description inside a checkpoint dict.
 METADATA_KEY = "ernet"
 _GROUP_KEY = re.compile(r"^body\.(\d+)\.body\.(\d+)\.")
-
-
-def file_sha256(path: Path) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def strip_module_prefix(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -15,12 +15,12 @@ from torch.utils.data import DataLoader
 from ernet.runtime import __version__
 from ernet.runtime.errors import InputError
 from ernet.runtime.evaluation import confusion_matrix, scores
-from ernet.runtime.io import labelled_pairs
+from ernet.runtime.io import file_sha256, labelled_pairs
 from ernet.runtime.metadata import ModelConfig, ModelMetadata
 from ernet.runtime.preprocess import Normalization
 from ernet.runtime.progress import progress
 
-from .checkpoint import file_sha256, load_checkpoint, save_checkpoint
+from .checkpoint import load_checkpoint, save_checkpoint
 from .data import RandomCrops, Sample, load_legacy_pickle, load_samples, validation_tiles
 from .model import ERNet
 
