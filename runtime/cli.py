@@ -100,7 +100,20 @@ def infer(
     threads: Annotated[
         int | None, typer.Option(help="CPU threads; default: the physical cores available.")
     ] = None,
-    fp16: Annotated[bool, typer.Option(help="TensorRT provider: allow fp16 layers.")] = False,
+    fp16: Annotated[
+        bool,
+        typer.Option(help="ort-tensorrt provider: allow fp16 layers (native TensorRT: use model.fp16.onnx)."),
+    ] = False,
+    engine: Annotated[
+        Path | None,
+        typer.Option(
+            help="Native TensorRT engine (.plan with its .plan.json manifest); built there from --model "
+            "if absent. Default: engines cached per model, GPU and TensorRT version."
+        ),
+    ] = None,
+    rebuild_engine: Annotated[
+        bool, typer.Option(help="Rebuild the TensorRT engine, e.g. one made for another GPU or TensorRT.")
+    ] = False,
     normalize: Annotated[
         str, typer.Option(help="Normalise each 'frame' on its own, or a whole 'stack' alike.")
     ] = "frame",
@@ -155,6 +168,8 @@ def infer(
             batch=batch,
             threads=threads,
             fp16=fp16,
+            engine=engine,
+            rebuild_engine=rebuild_engine,
             warmup=False,
         )
     except typer.BadParameter as exc:
@@ -167,7 +182,7 @@ def infer(
         for name, reason in segmenter.backend.fallbacks:
             print(f"note: provider {name} not used: {reason}", file=sys.stderr)
         print(
-            f"model: {segmenter.model_path} on {segmenter.backend.description}"
+            f"model: {segmenter.model_path or engine} on {segmenter.backend.description}"
             f" (tile {segmenter.tile}, overlap {segmenter.overlap}, batch {segmenter.batch})",
             file=sys.stderr,
         )

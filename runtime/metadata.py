@@ -16,6 +16,8 @@ from .preprocess import Normalization
 METADATA_KEY = "ernet"
 FORMAT_VERSION = 1
 ARCHITECTURE = "ERNet-RCAN"
+#: Numeric precision of an artefact's weights and compute (its input and output stay fp32).
+PRECISIONS = ("fp32", "fp16", "int8")
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,7 @@ class ModelMetadata:
     source_checkpoint_sha256: str | None = None
     package_version: str | None = None
     provenance: Mapping[str, Any] = field(default_factory=dict)
+    precision: str = "fp32"
     format_version: int = FORMAT_VERSION
 
     def __post_init__(self) -> None:
@@ -65,6 +68,8 @@ class ModelMetadata:
             raise ValueError(f"{len(self.class_names)} class names for {self.config.n_classes} classes")
         if self.tile_size < 1:
             raise ValueError("tile size must be positive")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision {self.precision!r} is not one of {', '.join(PRECISIONS)}")
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)

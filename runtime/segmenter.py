@@ -65,6 +65,8 @@ class Segmenter:
         batch: int = 4,
         threads: int | None = None,
         fp16: bool = False,
+        engine: Path | str | None = None,
+        rebuild_engine: bool = False,
         backend: Backend | None = None,
         warmup: bool = True,
     ) -> None:
@@ -73,8 +75,18 @@ class Segmenter:
         if tile is not None and tile < 1:
             raise ValueError("tile must be at least 1")
         if backend is None:
-            self.model_path: Path | None = Path(model) if model else default_model_path()
-            options = BackendOptions(provider, fallback, threads, tile, batch, fp16)
+            # A given engine carries its model; without one, the embedded model is the default.
+            self.model_path: Path | None = Path(model) if model else None if engine else default_model_path()
+            options = BackendOptions(
+                provider,
+                fallback,
+                threads,
+                tile,
+                batch,
+                fp16,
+                engine=Path(engine) if engine else None,
+                rebuild_engine=rebuild_engine,
+            )
             backend = open_backend(self.model_path, options)
         else:
             self.model_path = None

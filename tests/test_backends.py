@@ -56,7 +56,7 @@ def test_tensorrt_options_fix_profiles_and_caches_by_model(tiny_onnx: Path, tmp_
         "trt_profile_max_shapes": "image:4x1x256x256",
     }
     backend = OnnxRuntimeBackend(tiny_onnx, BackendOptions("cpu", batch=3, fp16=True, cache_dir=tmp_path))
-    _, options = backend._session_options(_import_onnxruntime(), "tensorrt")
+    _, options = backend._session_options(_import_onnxruntime(), "ort-tensorrt")
     assert options["trt_profile_opt_shapes"] == "image:3x1x64x64"  # the model's tile, the batch asked for
     assert options["trt_fp16_enable"] == "True" and options["trt_engine_cache_enable"] == "True"
     cache = Path(options["trt_engine_cache_path"])

@@ -7,7 +7,6 @@ requested provider that did not start instead of pretending.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import os
 import re
@@ -23,21 +22,20 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import BackendError, ModelError, first_line
+from ..io import file_sha256
 from ..metadata import METADATA_KEY, ModelMetadata
-from .base import BackendOptions, physical_cores
+from .base import INPUT_NAME, OUTPUT_NAME, BackendOptions, Profile, physical_cores
 
 if TYPE_CHECKING:
     from onnxruntime import InferenceSession
 
 _PROVIDERS = {
-    "tensorrt": "TensorrtExecutionProvider",
+    "ort-tensorrt": "TensorrtExecutionProvider",
     "cuda": "CUDAExecutionProvider",
     "cpu": "CPUExecutionProvider",
 }
-#: Accepted values of ``provider``; ``auto`` tries them fastest first.
-PROVIDER_CHOICES = ("auto", *_PROVIDERS)
-INPUT_NAME = "image"
-OUTPUT_NAME = "logits"
+#: Providers this backend accepts; ``auto`` tries them fastest first.
+ORT_PROVIDER_CHOICES = ("auto", *_PROVIDERS)
 _ORT_DISTRIBUTIONS = ("onnxruntime", "onnxruntime-gpu", "onnxruntime-directml", "onnxruntime-openvino")
 
 
@@ -70,7 +68,7 @@ def _import_onnxruntime() -> ModuleType:
 
 #: What to install when a GPU provider does not start, by provider.
 _HOW_TO_FIX = {
-    "tensorrt": "install TensorRT 10 for CUDA 12 (pip install tensorrt-cu12) "
+    "ort-tensorrt": "install TensorRT 10 for CUDA 12 (pip install tensorrt-cu12) "
     "and check the GPU with nvidia-smi",
     "cuda": "install the CUDA 12 and cuDNN 9 runtime libraries (pip install 'onnxruntime-gpu[cuda,cudnn]') "
     "and check the GPU with nvidia-smi",
@@ -83,20 +81,13 @@ def tensorrt_profile(tile: int, batch: int, channels: int) -> dict[str, str]:
     Explicit shapes stop ONNX Runtime from rebuilding engines (30-100 s) on shapes it
     has not seen.
     """
-    shape = lambda n: f"{INPUT_NAME}:{n}x{channels}x{tile}x{tile}"  # noqa: E731
+    profile = Profile.for_tiles(tile, batch, channels)
+    shape = lambda dims: f"{INPUT_NAME}:{'x'.join(map(str, dims))}"  # noqa: E731
     return {
-        "trt_profile_min_shapes": shape(1),
-        "trt_profile_opt_shapes": shape(batch),
-        "trt_profile_max_shapes": shape(batch),
+        "trt_profile_min_shapes": shape(profile.min),
+        "trt_profile_opt_shapes": shape(profile.opt),
+        "trt_profile_max_shapes": shape(profile.max),
     }
-
-
-def _model_hash(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()[:16]
 
 
 @contextmanager
@@ -143,8 +134,10 @@ class OnnxRuntimeBackend:
     def __init__(self, model: Path | str, options: BackendOptions | None = None) -> None:
         options = options or BackendOptions()
         provider = options.provider
-        if provider not in PROVIDER_CHOICES:
-            raise BackendError(f"unknown provider {provider!r}; choose one of {', '.join(PROVIDER_CHOICES)}")
+        if provider not in ORT_PROVIDER_CHOICES:
+            raise BackendError(
+                f"unknown ONNX Runtime provider {provider!r}; choose one of {', '.join(ORT_PROVIDER_CHOICES)}"
+            )
         self.path = Path(model)
         if not self.path.is_file():
             raise ModelError(f"{self.path}: model file not found")
@@ -189,8 +182,8 @@ class OnnxRuntimeBackend:
         options.log_severity_level = 3
         options.intra_op_num_threads = self.options.threads or physical_cores()
         provider_options: dict[str, str] = {}
-        if name == "tensorrt":
-            cache = self.options.cache() / "trt" / _model_hash(self.path)
+        if name == "ort-tensorrt":
+            cache = self.options.cache() / "trt" / file_sha256(self.path)[:16]
             cache.mkdir(parents=True, exist_ok=True)
             provider_options = {
                 "trt_engine_cache_enable": "True",
