@@ -1,4 +1,4 @@
-"""``ernet-export``: checkpoint -> verified ONNX."""
+"""``ernet-export``: checkpoint -> verified ONNX (fp32, fp16, int8) and a TensorRT engine."""
 
 from __future__ import annotations
 
@@ -16,24 +16,42 @@ app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 @app.command()
 def export(
     checkpoint: Annotated[Path, typer.Argument(help="Checkpoint (ours or a published ERNet one).")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="ONNX file to write.")] = Path("model.onnx"),
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="fp32 ONNX file; variants are written beside it.")
+    ] = Path("model.onnx"),
+    variants: Annotated[
+        str, typer.Option(help="Reduced-precision variants to derive: 'fp16,int8', one of them, or ''.")
+    ] = "fp16,int8",
+    engine: Annotated[
+        bool, typer.Option(help="Build a TensorRT engine too, where TensorRT and a GPU are present.")
+    ] = True,
+    real_data: Annotated[
+        Path, typer.Option(help="Labelled real frames for the accuracy checks (skipped if absent).")
+    ] = Path("../shared/data/er-real"),
     opset: Annotated[int, typer.Option(help="ONNX opset, 18-20.")] = 18,
     tile_size: Annotated[
         int | None, typer.Option(help="Override the tile size recorded in the model.")
     ] = None,
     overwrite: bool = False,
 ) -> None:
-    """Export CHECKPOINT to ONNX and verify it against PyTorch before writing."""
-    from .onnx import export_checkpoint
+    """Export CHECKPOINT to ONNX and its variants, each checked before it is written,
+    each with its report saved beside it (NAME.parity.json)."""
+    from .artefacts import export_all
 
     try:
-        results = export_checkpoint(checkpoint, output, opset=opset, tile_size=tile_size, overwrite=overwrite)
+        export_all(
+            checkpoint,
+            output,
+            variants=tuple(v.strip() for v in variants.split(",") if v.strip()),
+            engine=engine,
+            real_data=real_data,
+            opset=opset,
+            tile_size=tile_size,
+            overwrite=overwrite,
+        )
     except (ErnetError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise typer.Exit(1) from None
-    for result in results:
-        print(result)
-    print(f"wrote {output}")
 
 
 def main() -> None:

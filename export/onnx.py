@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import logging
 import warnings
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -18,7 +19,8 @@ import torch
 
 from ernet.runtime import __version__
 from ernet.runtime.backends import BackendOptions
-from ernet.runtime.backends.onnxruntime import INPUT_NAME, OUTPUT_NAME, OnnxRuntimeBackend
+from ernet.runtime.backends.base import INPUT_NAME, OUTPUT_NAME
+from ernet.runtime.backends.onnxruntime import OnnxRuntimeBackend
 from ernet.runtime.errors import ErnetError
 from ernet.runtime.io import atomic_output
 from ernet.runtime.metadata import ModelMetadata
@@ -43,6 +45,9 @@ class ParityResult:
     max_abs_diff: float
     argmax_agreement: float
     within_tolerance: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
     def __str__(self) -> str:
         status = "ok" if self.within_tolerance else "FAILED"

@@ -1,0 +1,141 @@
+"""``make export``: every deployable artefact from one checkpoint, each checked before
+it is written, each with its report (JSON) beside it.
+
+``model.onnx`` (fp32, checked against PyTorch) is the reference; ``model.fp16.onnx``
+and ``model.int8.onnx`` are derived from it and checked against it; a TensorRT
+engine is built from the fp16 model where TensorRT and a GPU are present.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from ernet.runtime.backends import BackendOptions
+from ernet.runtime.backends.trt_engine import build_or_load_engine, tensorrt_unavailable_reason
+from ernet.runtime.errors import OutputError
+from ernet.runtime.io import atomic_output, file_sha256
+from ernet.runtime.metadata import ModelMetadata
+from ernet.training.synthetic import SyntheticConfig, generate
+
+from .onnx import ParityError, ParityResult, export_checkpoint
+from .precision import quantize_int8, to_fp16, variant_metadata, with_metadata
+from .verify import LabelledFrames, VariantReport, check_variant, generated_frames, real_frames
+
+VARIANTS = ("fp16", "int8")
+#: Generator seeds of the int8 calibration frames (distinct from the check frames).
+CALIBRATION_SEEDS = range(8000, 8016)
+
+
+def variant_path(model: Path, precision: str) -> Path:
+    """``model.onnx`` -> ``model.fp16.onnx``; fp32 is ``model`` itself."""
+    return model if precision == "fp32" else model.with_name(f"{model.stem}.{precision}{model.suffix}")
+
+
+def report_path(artefact: Path) -> Path:
+    """Where the check report of ``artefact`` is saved: ``model.fp16.onnx`` -> ``model.fp16.parity.json``."""
+    return artefact.with_name(f"{artefact.stem}.parity.json")
+
+
+def _save_json(path: Path, values: dict[str, Any]) -> None:
+    with atomic_output(path) as tmp:
+        tmp.write_text(json.dumps(values, indent=2) + "\n")
+
+
+def metadata_of(model: Path) -> ModelMetadata:
+    """The ERNet description inside an ONNX file."""
+    return ModelMetadata.from_props(
+        {p.key: p.value for p in onnx.load(model, load_external_data=False).metadata_props}
+    )
+
+
+def calibration_frames(metadata: ModelMetadata) -> Iterator[np.ndarray]:
+    """Normalised C x H x W tiles from the synthetic generator, for int8 calibration."""
+    size = metadata.tile_size
+    for seed in CALIBRATION_SEEDS:
+        image = generate(seed, SyntheticConfig(height=size, width=size)).image
+        yield metadata.normalization.apply(image)[None]
+
+
+def _write_variant(
+    reference: Path,
+    precision: str,
+    datasets: list[LabelledFrames],
+    write: Callable[[Path], None],
+) -> VariantReport:
+    """Write a variant through ``write`` into a temporary file, check it, keep it if it passes."""
+    output = variant_path(reference, precision)
+    metadata = variant_metadata(metadata_of(reference), precision, file_sha256(reference))
+    with atomic_output(output) as tmp:
+        write(tmp)
+        onnx.save_model(with_metadata(onnx.load(tmp), metadata), tmp)
+        report = check_variant(reference, tmp, precision, datasets, output.name)
+        _save_json(report_path(output), {"sha256": file_sha256(tmp), **report.to_dict()})
+        if not report.passed:
+            raise ParityError(f"{output}: fails its gate ({report.gate}); report in {report_path(output)}")
+    return report
+
+
+def export_all(
+    checkpoint: Path,
+    output: Path,
+    *,
+    variants: tuple[str, ...] = VARIANTS,
+    engine: bool = True,
+    real_data: Path | None = None,
+    opset: int = 18,
+    tile_size: int | None = None,
+    overwrite: bool = False,
+    echo: Callable[[str], None] = print,
+) -> None:
+    """Export ``checkpoint`` to ``output`` (fp32) and its ``variants``, then the TensorRT
+    engine when ``engine`` and TensorRT can run here; ``echo`` receives the reports."""
+    unknown = set(variants) - set(VARIANTS)
+    if unknown:
+        raise ValueError(f"unknown variant {sorted(unknown)[0]!r}; choose from {', '.join(VARIANTS)}")
+    for path in [output, *(variant_path(output, p) for p in variants)]:
+        if path.exists() and not overwrite:
+            raise OutputError(f"{path}: output exists (pass --overwrite to replace it)")
+    results: list[ParityResult] = export_checkpoint(
+        checkpoint, output, opset=opset, tile_size=tile_size, overwrite=overwrite
+    )
+    _save_json(
+        report_path(output),
+        {
+            "sha256": file_sha256(output),
+            "reference": "PyTorch checkpoint",
+            "checkpoint": str(checkpoint),
+            "parity": [r.to_dict() for r in results],
+        },
+    )
+    echo(f"{output.name} (fp32) vs PyTorch:")
+    for result in results:
+        echo(f"  {result}")
+    datasets = [generated_frames()]
+    real = real_frames(real_data) if real_data is not None else None
+    if real is not None:
+        datasets.append(real)
+    writers: dict[str, Callable[[Path], None]] = {
+        "fp16": lambda tmp: onnx.save_model(to_fp16(onnx.load(output)), tmp),
+        "int8": lambda tmp: quantize_int8(output, tmp, calibration_frames(metadata_of(output))),
+    }
+    for precision in variants:
+        report = _write_variant(output, precision, datasets, writers[precision])
+        for line in report.lines():
+            echo(line)
+    if engine:
+        source = variant_path(output, "fp16" if "fp16" in variants else "fp32")
+        reason = tensorrt_unavailable_reason()
+        if reason is not None:
+            echo(f"TensorRT engine skipped: {reason}")
+        else:
+            options = BackendOptions("tensorrt", rebuild_engine=overwrite)
+            plan, manifest = build_or_load_engine(source, options, source.with_suffix(".plan"))
+            echo(
+                f"TensorRT engine {plan} ({manifest.key.precision}, inputs up to {manifest.key.profile.max})"
+            )
