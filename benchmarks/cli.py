@@ -266,16 +266,18 @@ def markdown(result: dict[str, Any]) -> str:
             "on one thread x threads used. GFLOP/s count the ONNX graph's convolutions directly (2 x "
             "multiply-adds); ONNX Runtime's Winograd convolutions need fewer, so efficiency can pass 1.",
             "",
-            "| model | frame | ONNX tiled s | ONNX one tile s | PyTorch original s | speed-up tiled | "
-            "speed-up one tile |",
-            "|---|---|---|---|---|---|---|",
+            "| model | frame | ONNX tiled s | ONNX one tile s | ONNX int8 tiled s | PyTorch original s | "
+            "speed-up tiled | speed-up one tile | int8 / fp32 tiled |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
         for m in c["models"]:
             for f in m["frames"]:
                 lines.append(
                     f"| {m['model']} | {f['frame']} | {f['onnx_tiled']['median_s']:.3f} | "
-                    f"{f['onnx_whole']['median_s']:.3f} | {f['torch_original']['median_s']:.3f} | "
-                    f"{f['speedup_onnx_tiled']:.2f}x | {f['speedup_onnx_whole']:.2f}x |"
+                    f"{f['onnx_whole']['median_s']:.3f} | {f['onnx_tiled_int8']['median_s']:.3f} | "
+                    f"{f['torch_original']['median_s']:.3f} | "
+                    f"{f['speedup_onnx_tiled']:.2f}x | {f['speedup_onnx_whole']:.2f}x | "
+                    f"{f['int8_over_fp32']:.2f}x |"
                 )
         lines += [
             "",

@@ -3,7 +3,9 @@
 For a model configuration, random weights (speed does not depend on them) are saved
 as a checkpoint and exported, so both sides run the same network. Measured on uint16
 frames, end to end (normalise, infer, argmax): ``Segmenter`` with the default tiling,
-``Segmenter`` with one tile covering the frame, and the original method in PyTorch.
+``Segmenter`` with one tile covering the frame, the same tiling on the int8 variant
+(``make export``'s quantisation, calibrated on generated frames), and the original
+method in PyTorch.
 The raw model on one 256 x 256 tile gives the achieved GFLOP/s (FLOPs counted from
 the ONNX graph), set against the one-thread GEMM rate times the threads used.
 """
@@ -40,19 +42,25 @@ def compare(
     """Timings of one configuration on each frame size, and its efficiency."""
     import torch
 
+    from ernet.export.artefacts import calibration_frames
     from ernet.export.onnx import export_checkpoint
+    from ernet.export.precision import quantize_int8
     from ernet.training.checkpoint import save_checkpoint
     from ernet.training.model import ERNet
 
     threads = physical_cores()
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint, onnx_path = Path(tmp) / "model.pt", Path(tmp) / "model.onnx"
+        int8_path = Path(tmp) / "model.int8.onnx"
         torch.manual_seed(0)
-        save_checkpoint(checkpoint, ERNet(config), ModelMetadata(config=config, tile_size=RATE_TILE))
+        metadata = ModelMetadata(config=config, tile_size=RATE_TILE)
+        save_checkpoint(checkpoint, ERNet(config), metadata)
         export_checkpoint(checkpoint, onnx_path, overwrite=True)
+        quantize_int8(onnx_path, int8_path, calibration_frames(metadata))
         flops = onnx_flops_per_pixel(onnx_path)
         reference = torch_original(checkpoint, threads)
         tiled = Segmenter(onnx_path, provider="cpu", batch=1)
+        tiled_int8 = Segmenter(int8_path, provider="cpu", batch=1)
         tile = np.zeros((1, config.in_channels, RATE_TILE, RATE_TILE), np.float32)
         rate_s = statistics.median(timings(lambda: tiled.backend.run(tile), repeats))
         frames = []
@@ -63,10 +71,12 @@ def compare(
                 "frame": f"{height}x{width}",
                 "onnx_tiled": summary(timings(partial(tiled.segment, frame), repeats)),
                 "onnx_whole": summary(timings(partial(whole.segment, frame), repeats)),
+                "onnx_tiled_int8": summary(timings(partial(tiled_int8.segment, frame), repeats)),
                 "torch_original": summary(timings(partial(reference, frame), repeats)),
             }
-            for key in ("onnx_tiled", "onnx_whole"):
+            for key in ("onnx_tiled", "onnx_whole", "onnx_tiled_int8"):
                 row[f"speedup_{key}"] = row["torch_original"]["median_s"] / row[key]["median_s"]
+            row["int8_over_fp32"] = row["onnx_tiled"]["median_s"] / row["onnx_tiled_int8"]["median_s"]
             frames.append(row)
     achieved = flops * RATE_TILE**2 / rate_s / 1e9
     ceiling = gemm_per_core * threads

@@ -52,7 +52,7 @@ def test_bench_cli_writes_results(tiny_onnx: Path, tmp_path: Path) -> None:
     (model,) = result["comparison"]["models"]
     assert model["flops_per_pixel"] == TINY.flops_per_pixel and 0 < model["efficiency"]
     assert [f["frame"] for f in model["frames"]] == ["64x80", "100x90"]
-    assert model["frames"][0]["speedup_onnx_tiled"] > 0
+    assert model["frames"][0]["speedup_onnx_tiled"] > 0 and model["frames"][0]["int8_over_fp32"] > 0
     assert (tmp_path / "results.png").read_bytes()[:4] == b"\x89PNG"
     analysis = result["analysis"]
     assert analysis["frame"]["median_s"] > 0 and analysis["stacks"][0]["frames"] == 3
