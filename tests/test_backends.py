@@ -61,6 +61,7 @@ def test_tensorrt_options_fix_profiles_and_caches_by_model(tiny_onnx: Path, tmp_
     assert options["trt_fp16_enable"] == "True" and options["trt_engine_cache_enable"] == "True"
     cache = Path(options["trt_engine_cache_path"])
     assert cache.parent == tmp_path / "trt" and len(cache.name) == 16 and cache.is_dir()
+    assert options["trt_engine_cache_prefix"] == f"ernet_{cache.name}"  # per model
     assert options["trt_timing_cache_path"] == str(cache)
 
 

@@ -137,6 +137,8 @@ def test_engine_from_another_model_or_for_other_tiles_is_refused(tiny_onnx: Path
     with pytest.raises(EngineMismatch, match=r"inputs \(4, 1, 64, 64\), asked for \(4, 1, 128, 128\)"):
         build_or_load_engine(None, _options(tmp_path, tile=128), engine, target=H100)
     build_or_load_engine(None, _options(tmp_path), engine, target=H100)  # the engine alone is enough
+    with pytest.raises(ModelError, match="cannot rebuild the engine, and no ONNX model"):
+        build_or_load_engine(None, _options(tmp_path, rebuild_engine=True), engine, target=H100)
 
 
 def test_damaged_or_undescribed_engines_are_refused(tiny_onnx: Path, tmp_path: Path) -> None:
@@ -231,3 +233,24 @@ def test_native_engine_matches_onnx_runtime(tiny_onnx: Path, tmp_path: Path) -> 
     assert manifest["key"]["precision"] == "fp32"
     with Segmenter(None, engine=tmp_path / "m.plan") as reloaded:  # the engine alone, from its manifest
         np.testing.assert_array_equal(reloaded.segment(frames[0]), got[0])
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(NO_TENSORRT is not None, reason=f"needs TensorRT and a GPU: {NO_TENSORRT}")
+def test_fp16_engine_agrees_with_fp32_on_generated_frames(tmp_path: Path) -> None:
+    """On a GPU: the fp16 graph runs in fp16 arithmetic, which the CPU check cannot do."""
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("scipy")
+    from ernet.export.artefacts import metadata_of
+    from ernet.export.precision import to_fp16, variant_metadata, with_metadata
+    from ernet.export.verify import MIN_FP16_AGREEMENT, generated_frames
+    from ernet.runtime.segmenter import DEFAULT_MODEL
+
+    fp16 = tmp_path / "default.fp16.onnx"
+    metadata = variant_metadata(metadata_of(DEFAULT_MODEL), "fp16", file_sha256(DEFAULT_MODEL))
+    onnx.save(with_metadata(to_fp16(onnx.load(DEFAULT_MODEL)), metadata), fp16)
+    data = generated_frames(range(9000, 9002))
+    with Segmenter(DEFAULT_MODEL, provider="cpu") as cpu, Segmenter(fp16, provider="tensorrt") as gpu:
+        assert "(fp16)" in gpu.backend.description
+        agreement = np.mean([(cpu.segment(f) == gpu.segment(f)).mean() for f in data.frames])
+    assert agreement >= MIN_FP16_AGREEMENT

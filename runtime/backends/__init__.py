@@ -35,7 +35,7 @@ def open_backend(model: Path | None, options: BackendOptions | None = None) -> B
 
         try:
             return TensorRtBackend(model, options)
-        except BackendError as exc:
+        except (BackendError, ModelError) as exc:  # ModelError: e.g. an int8 model, CPU-only
             if native and not options.fallback:
                 raise
             fallbacks.append(("tensorrt", first_line(exc)))

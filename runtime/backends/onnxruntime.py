@@ -183,12 +183,13 @@ class OnnxRuntimeBackend:
         options.intra_op_num_threads = self.options.threads or physical_cores()
         provider_options: dict[str, str] = {}
         if name == "ort-tensorrt":
-            cache = self.options.cache() / "trt" / file_sha256(self.path)[:16]
+            model_hash = file_sha256(self.path)[:16]
+            cache = self.options.cache() / "trt" / model_hash
             cache.mkdir(parents=True, exist_ok=True)
             provider_options = {
                 "trt_engine_cache_enable": "True",
                 "trt_engine_cache_path": str(cache),
-                "trt_engine_cache_prefix": "ernet",
+                "trt_engine_cache_prefix": f"ernet_{model_hash}",
                 "trt_timing_cache_enable": "True",
                 "trt_timing_cache_path": str(cache),
                 "trt_fp16_enable": str(self.options.fp16),

@@ -267,7 +267,10 @@ def build_or_load_engine(
         manifest.check(engine, target, onnx_sha, tiles)
         return engine, manifest
     if onnx is None:
-        raise ModelError(f"{engine}: engine not found, and no ONNX model to build it from (pass --model)")
+        problem = (
+            "cannot rebuild the engine" if engine is not None and engine.is_file() else "engine not found"
+        )
+        raise ModelError(f"{engine}: {problem}, and no ONNX model to build it from (pass --model)")
     metadata = read_onnx_metadata(onnx)
     key = engine_key(onnx, metadata, options, target)
     cache = options.cache() / "trt-engines"
