@@ -153,6 +153,11 @@ def bench_analysis(stacks: list[int], repeats: int) -> dict[str, Any]:
     return result
 
 
+def _stage(text: str) -> None:
+    """One progress line on stderr: the whole run takes minutes, its stages seconds to minutes."""
+    print(f"ernet-bench: {text}", file=sys.stderr, flush=True)
+
+
 def parse_size(text: str) -> tuple[int, ...]:
     """``"1040x1392"`` -> ``(1040, 1392)``; ``"50x512x512"`` -> ``(50, 512, 512)``."""
     return tuple(int(v) for v in text.lower().split("x"))
@@ -342,6 +347,7 @@ def bench(
     except (ErnetError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise typer.Exit(1) from None
+    _stage(f"latency of {', '.join(f'{h}x{w}' for h, w in shapes)} frames ({repeats} runs each)")
     result = {
         "machine": machine(),
         "model": str(seg.model_path),
@@ -354,21 +360,25 @@ def bench(
     }
     if cli and seg.model_path is not None:
         height, width = max(shapes, key=lambda hw: hw[0] * hw[1])
+        _stage(f"ernet-infer on one {height}x{width} frame, then stacks {stacks}")
         result["cli"] = bench_cli(seg.model_path, provider, height, width, min(repeats, 5))
         result["stacks"] = [bench_stack(seg, provider, n, h, w) for n, h, w in stack_shapes]
     tiles_swept = [int(t) for t in sweep_tiles.split(",") if t]
     if tiles_swept and seg.model_path is not None:
         batches = [int(b) for b in sweep_batches.split(",") if b]
         frames, height, width = parse_size(sweep_stack)
+        _stage(f"tile {sweep_tiles} x batch {sweep_batches} sweep on {sweep_stack} stacks")
         result["sweep"] = bench_sweep(seg.model_path, provider, (frames, height, width), tiles_swept, batches)
     try:
         require_analysis_libraries()
+        _stage("network analysis")
         result["analysis"] = bench_analysis(
             [int(n) for n in analysis_stacks.split(",") if n], min(repeats, 10)
         )
     except ErnetError as exc:
         print(f"note: network analysis not measured: {exc}", file=sys.stderr)
     if compare:
+        _stage("PyTorch comparison and GEMM ceiling" + (" (published size: minutes)" if published else ""))
         result["comparison"] = bench_comparison(seg, shapes, min(repeats, 5), published)
     table = markdown(result)
     print(table)

@@ -26,19 +26,21 @@ def plot_results(result: dict[str, Any], path: Path) -> None:
         labels: list[str] = []
         series: dict[str, list[float]] = {
             "ONNX Runtime, tiled": [],
+            "ONNX Runtime int8, tiled": [],
             "ONNX Runtime, one tile": [],
             "PyTorch original": [],
         }
+        keys = ("onnx_tiled", "onnx_tiled_int8", "onnx_whole", "torch_original")
         for model in comparison.get("models", []):
             for frame in model["frames"]:
                 h, w = (int(v) for v in frame["frame"].split("x"))
                 labels.append(f"{model['model']}\n{frame['frame']}")
-                for name, key in zip(series, ("onnx_tiled", "onnx_whole", "torch_original"), strict=True):
+                for name, key in zip(series, keys, strict=True):
                     series[name].append(h * w / 1e6 / frame[key]["median_s"])
         width = 0.8 / len(series)
         for i, (name, values) in enumerate(series.items()):
             left.bar([x + i * width for x in range(len(labels))], values, width, label=name)
-        left.set_xticks([x + width for x in range(len(labels))], labels, fontsize=8)
+        left.set_xticks([x + 0.4 - width / 2 for x in range(len(labels))], labels, fontsize=8)
         left.set_yscale("log")
         left.set_ylabel("MPix/s (log)")
         left.set_title("End to end, CPU")

@@ -36,6 +36,8 @@ def test_bench_cli_writes_results(tiny_onnx: Path, tmp_path: Path) -> None:
         tmp_path,
     )
     assert done.returncode == 0, done.stderr
+    progress = [line for line in done.stderr.splitlines() if line.startswith("ernet-bench: ")]
+    assert len(progress) == 5 and "PyTorch comparison" in progress[-1]  # one line per stage
     result = json.loads((tmp_path / "results.json").read_text())
     assert [f["frame"] for f in result["frames"]] == ["64x80", "100x90"]
     for frame in result["frames"]:
