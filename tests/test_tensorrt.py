@@ -5,8 +5,10 @@ are present, the engine itself (marked ``gpu``)."""
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
+import types
 from dataclasses import replace
 from pathlib import Path
 
@@ -214,6 +216,133 @@ def test_segmenter_api_takes_engines_and_falls_back_by_option(tiny_onnx: Path, t
         assert seg.backend.description.startswith("onnxruntime/")
     auto = open_backend(tiny_onnx, BackendOptions("auto"))
     assert auto.fallbacks[0][0] == "tensorrt"  # auto tries native TensorRT first, and says why not
+
+
+class FakeDevice:
+    """Stands in for the GPU under the native runner: device memory, a stream, and an
+    engine whose logits are (0.5 - x, x - 0.5), so ER is where the normalised input > 0.5."""
+
+    def __init__(self, accept_address: bool = True) -> None:
+        self.memory: dict[int, np.ndarray] = {}
+        self.accept_address = accept_address
+        self.streams: list[FakeDevice.Stream] = []
+        device = self
+
+        class Stream:
+            handle = 7
+
+            def __init__(self) -> None:
+                self.closed = False
+                device.streams.append(self)
+
+            def pinned(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+                return np.zeros(shape, dtype)
+
+            def device(self, nbytes: int) -> int:
+                address = 0x1000 * (len(device.memory) + 1)
+                device.memory[address] = np.zeros(nbytes, np.uint8)
+                return address
+
+            def to_device(self, address: int, host: np.ndarray) -> None:
+                device.memory[address][: host.nbytes] = host.reshape(-1).view(np.uint8)
+
+            def to_host(self, host: np.ndarray, address: int) -> None:
+                host[...] = device.memory[address][: host.nbytes].view(host.dtype).reshape(host.shape)
+
+            def synchronize(self) -> None:
+                assert not self.closed
+
+            def close(self) -> None:
+                self.closed = True
+
+        class Context:
+            def __init__(self) -> None:
+                self.addresses: dict[str, int] = {}
+                self.shape: tuple[int, ...] = ()
+
+            def set_tensor_address(self, name: str, address: int) -> bool:
+                self.addresses[name] = address
+                return device.accept_address
+
+            def set_input_shape(self, name: str, shape: tuple[int, ...]) -> bool:
+                self.shape = shape
+                return True
+
+            def execute_async_v3(self, stream: int) -> bool:
+                n, c, h, w = self.shape
+                x = device.memory[self.addresses["image"]][: n * c * h * w * 4].view(np.float32)
+                logits = np.concatenate([0.5 - x.reshape(n, c, h, w), x.reshape(n, c, h, w) - 0.5], axis=1)
+                device.memory[self.addresses["logits"]][: logits.nbytes] = logits.reshape(-1).view(np.uint8)
+                return stream == Stream.handle
+
+        class Engine:
+            num_io_tensors = 2
+
+            def get_tensor_name(self, i: int) -> str:
+                return ["image", "logits"][i]
+
+            def get_tensor_dtype(self, name: str) -> str:
+                return "float"
+
+            def create_execution_context(self) -> Context:
+                return Context()
+
+        class Logger:
+            WARNING = 2
+
+            def __init__(self, severity: int) -> None:
+                pass
+
+        self.Stream = Stream
+        self.tensorrt = types.SimpleNamespace(
+            Logger=Logger,
+            Runtime=lambda logger: types.SimpleNamespace(deserialize_cuda_engine=lambda plan: Engine()),
+            DataType=types.SimpleNamespace(FLOAT="float"),
+        )
+
+    def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Route the runner's TensorRT and CUDA calls here."""
+        from ernet.runtime.backends import cuda, tensorrt
+
+        monkeypatch.setitem(sys.modules, "tensorrt", self.tensorrt)
+        monkeypatch.setattr(cuda, "Stream", self.Stream)
+        monkeypatch.setattr(tensorrt, "current_target", lambda: H100)
+
+
+def test_native_runner_feeds_the_tiler_through_its_buffers(
+    tiny_onnx: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without a GPU: the runner around TensorRT (buffers, partial batches, profile, close)."""
+    engine, _ = build_or_load_engine(
+        tiny_onnx, _options(tmp_path), tmp_path / "m.plan", target=H100, build=FakeBuilder()
+    )
+    device = FakeDevice()
+    device.install(monkeypatch)
+    frame = np.random.default_rng(0).integers(0, 4000, (150, 170), dtype=np.uint16)  # 3 x 4 tiles: 3 batches
+    with Segmenter(None, engine=engine) as seg:
+        assert seg.backend.description == f"tensorrt/{H100.tensorrt_version} {H100.gpu_name} (fp32)"
+        labels = seg.segment(frame)
+        with pytest.raises(BackendError, match="outside the engine's profile"):
+            seg.backend.run(np.zeros((5, 1, 64, 64), np.float32))
+    normalised = seg.metadata.normalization.apply(frame)
+    clear = np.abs(normalised - 0.5) > 1e-4  # away from the decision boundary's rounding
+    np.testing.assert_array_equal(labels[clear], (normalised > 0.5)[clear])
+    assert [s.closed for s in device.streams] == [True]
+    with pytest.raises(BackendError, match="closed"):
+        seg.backend.run(np.zeros((1, 1, 64, 64), np.float32))
+
+
+def test_native_runner_releases_the_stream_when_opening_fails(
+    tiny_onnx: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine, _ = build_or_load_engine(
+        tiny_onnx, _options(tmp_path), tmp_path / "m.plan", target=H100, build=FakeBuilder()
+    )
+    device = FakeDevice(accept_address=False)
+    device.install(monkeypatch)
+    with pytest.raises(BackendError, match="refused the address of 'image'"):
+        Segmenter(None, engine=engine)
+    assert [s.closed for s in device.streams] == [True]
 
 
 @pytest.mark.gpu

@@ -40,8 +40,12 @@ class TensorRtBackend:
         self.description = f"tensorrt/{target.tensorrt_version} {target.gpu_name} ({manifest.key.precision})"
         self._engine: trt.ICudaEngine | None = None
         self._context: trt.IExecutionContext | None = None
-        self._stream: Stream
-        self._open(manifest)
+        self._stream: Stream | None = None
+        try:
+            self._open(manifest)
+        except BaseException:
+            self.close()  # the stream and buffers allocated before the failure
+            raise
 
     def _open(self, manifest: EngineManifest) -> None:
         import tensorrt as trt
@@ -62,21 +66,22 @@ class TensorRtBackend:
             if engine.get_tensor_dtype(name) != trt.DataType.FLOAT:
                 raise ModelError(f"{self.path}: tensor {name!r} is not float32")
         self._engine = engine
-        self._context = engine.create_execution_context()
-        self._stream = Stream()
+        self._stream = stream = Stream()
         batch, channels, tile, _ = self.profile.max
         classes = manifest.metadata.config.n_classes
-        self._input = self._stream.pinned((batch, channels, tile, tile), np.dtype(np.float32))
-        self._output = self._stream.pinned((batch, classes, tile, tile), np.dtype(np.float32))
-        self._input_address = self._stream.device(self._input.nbytes)
-        self._output_address = self._stream.device(self._output.nbytes)
+        self._input = stream.pinned((batch, channels, tile, tile), np.dtype(np.float32))
+        self._output = stream.pinned((batch, classes, tile, tile), np.dtype(np.float32))
+        self._input_address = stream.device(self._input.nbytes)
+        self._output_address = stream.device(self._output.nbytes)
+        context = engine.create_execution_context()
         for name, address in ((INPUT_NAME, self._input_address), (OUTPUT_NAME, self._output_address)):
-            if not self._context.set_tensor_address(name, address):
+            if not context.set_tensor_address(name, address):
                 raise BackendError(f"{self.path}: TensorRT refused the address of {name!r}")
+        self._context = context
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """Logits (N x K x H x W float32) for a float32 N x C x H x W batch inside the profile."""
-        if self._context is None:
+        if self._context is None or self._stream is None:
             raise BackendError(f"{self.path}: the engine was closed")
         shape = tuple(batch.shape)
         if not self.profile.admits(shape):
@@ -97,12 +102,12 @@ class TensorRtBackend:
 
     def close(self) -> None:
         """Release the context, the engine and the CUDA buffers; ``run`` fails afterwards."""
-        if self._context is None:
-            return
-        self._stream.synchronize()
         self._context = None
         self._engine = None
-        self._stream.close()
+        if self._stream is not None:
+            stream, self._stream = self._stream, None
+            stream.synchronize()
+            stream.close()
 
 
 __all__ = ["TensorRtBackend"]
