@@ -379,7 +379,10 @@ def test_fp16_engine_agrees_with_fp32_on_generated_frames(tmp_path: Path) -> Non
     metadata = variant_metadata(metadata_of(DEFAULT_MODEL), "fp16", file_sha256(DEFAULT_MODEL))
     onnx.save(with_metadata(to_fp16(onnx.load(DEFAULT_MODEL)), metadata), fp16)
     data = generated_frames(range(9000, 9002))
-    with Segmenter(DEFAULT_MODEL, provider="cpu") as cpu, Segmenter(fp16, provider="tensorrt") as gpu:
+    with (
+        Segmenter(DEFAULT_MODEL, provider="cpu") as cpu,
+        Segmenter(fp16, provider="tensorrt", engine=tmp_path / "default.fp16.plan") as gpu,
+    ):
         assert "(fp16)" in gpu.backend.description
         agreement = np.mean([(cpu.segment(f) == gpu.segment(f)).mean() for f in data.frames])
     assert agreement >= MIN_FP16_AGREEMENT
