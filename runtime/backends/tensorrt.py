@@ -102,11 +102,12 @@ class TensorRtBackend:
 
     def close(self) -> None:
         """Release the context, the engine and the CUDA buffers; ``run`` fails afterwards."""
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            stream.synchronize()  # nothing queued may outlive the context or the buffers
         self._context = None
         self._engine = None
-        if self._stream is not None:
-            stream, self._stream = self._stream, None
-            stream.synchronize()
+        if stream is not None:
             stream.close()
 
 
