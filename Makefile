@@ -81,9 +81,9 @@ demo: $(STAMP) $(BUILD)/demo/sample_image.tif $(DEMO_MODEL)
 bench: $(STAMP) $(DEMO_MODEL)
 	$(BIN)/ernet-bench --model $(DEMO_MODEL) --out $(BUILD)/bench
 
-# mypy with TensorRT's stubs, repaired into $(BUILD)/stubs: a misspelt TensorRT call fails here.
+# mypy with the stubs of TensorRT and of the CUDA bindings in $(BUILD)/stubs: a misspelt call fails here.
 typecheck: $(STAMP)
-	$(BIN)/python tools/prepare_tensorrt_stubs.py $(BUILD)/stubs
+	$(BIN)/python tools/prepare_stubs.py $(BUILD)/stubs
 	MYPYPATH=$(BUILD)/stubs $(BIN)/mypy runtime training export benchmarks tools
 
 lint: typecheck

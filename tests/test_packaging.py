@@ -11,7 +11,7 @@ import pytest
 
 from conftest import REPO
 
-HEAVY = ("torch", "onnx", "tensorrt")
+HEAVY = ("torch", "onnx", "tensorrt", "cuda.bindings")
 
 
 def _python(code: str, cwd: Path) -> str:

@@ -218,6 +218,20 @@ def test_segmenter_api_takes_engines_and_falls_back_by_option(tiny_onnx: Path, t
     assert auto.fallbacks[0][0] == "tensorrt"  # auto tries native TensorRT first, and says why not
 
 
+def test_cuda_errors_name_the_call_through_the_real_bindings() -> None:
+    """cuda-bindings imports without a GPU: its error results become one-line BackendErrors."""
+    cudart = pytest.importorskip("cuda.bindings.runtime")
+    from ernet.runtime.backends.cuda import Stream, device_properties
+
+    error, count = cudart.cudaGetDeviceCount()
+    if error == cudart.cudaError_t.cudaSuccess and count > 0:
+        pytest.skip("a GPU is visible here")
+    with pytest.raises(BackendError, match=r"^(CUDA cudaGetDeviceCount failed: cudaError\w+|no CUDA GPU)"):
+        device_properties()
+    with pytest.raises(BackendError, match=r"^CUDA cudaStreamCreate failed: cudaError\w+$"):
+        Stream()
+
+
 class FakeDevice:
     """Stands in for the GPU under the native runner: device memory, a stream, and an
     engine whose logits are (0.5 - x, x - 0.5), so ER is where the normalised input > 0.5."""

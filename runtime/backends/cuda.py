@@ -1,7 +1,9 @@
 """The few CUDA runtime calls the TensorRT backend needs, each checked.
 
-Through ``cuda-python`` (``cuda.bindings.runtime``); every call returns an error code
-first, which :func:`_check` turns into a BackendError naming the call.
+Through ``cuda-python`` (``cuda.bindings.runtime``, imported here, so this module is
+imported only when TensorRT runs); every call returns an error code first, which
+:func:`_check` turns into a BackendError naming the call. ``make typecheck`` checks
+the names used here against stubs generated from the installed bindings.
 """
 
 from __future__ import annotations
@@ -13,35 +15,38 @@ import numpy as np
 
 from ..errors import BackendError
 
+try:
+    from cuda.bindings import runtime as cudart
+except ImportError:  # the message is raised where CUDA is first needed
+    CUDA_MISSING: str | None = (
+        "cuda-python is not installed (pip install 'cuda-python>=12.6' matching your CUDA major version)"
+    )
+else:
+    CUDA_MISSING = None
 
-def _runtime() -> Any:
-    try:
-        from cuda.bindings import runtime
-    except ImportError:
-        raise BackendError(
-            "cuda-python is not installed (pip install 'cuda-python>=12.6' matching your CUDA major version)"
-        ) from None
-    return runtime
+
+def _require_cuda() -> None:
+    if CUDA_MISSING is not None:
+        raise BackendError(CUDA_MISSING)
 
 
 def _check(call: str, result: tuple[Any, ...]) -> Any:
     """The value(s) of a ``cuda.bindings`` result tuple, or BackendError on a CUDA error."""
-    runtime = _runtime()
     error, *values = result
-    if error != runtime.cudaError_t.cudaSuccess:
-        _, name = runtime.cudaGetErrorName(error)
+    if error != cudart.cudaError_t.cudaSuccess:
+        _, name = cudart.cudaGetErrorName(error)
         raise BackendError(f"CUDA {call} failed: {name.decode() if isinstance(name, bytes) else name}")
     return values[0] if len(values) == 1 else tuple(values)
 
 
 def device_properties() -> tuple[str, int, int]:
     """Name and compute capability (major, minor) of the current GPU."""
-    runtime = _runtime()
-    count = _check("cudaGetDeviceCount", runtime.cudaGetDeviceCount())
+    _require_cuda()
+    count = _check("cudaGetDeviceCount", cudart.cudaGetDeviceCount())
     if count < 1:
         raise BackendError("no CUDA GPU is visible (check nvidia-smi and CUDA_VISIBLE_DEVICES)")
-    device = _check("cudaGetDevice", runtime.cudaGetDevice())
-    props = _check("cudaGetDeviceProperties", runtime.cudaGetDeviceProperties(device))
+    device = _check("cudaGetDevice", cudart.cudaGetDevice())
+    props = _check("cudaGetDeviceProperties", cudart.cudaGetDeviceProperties(device))
     name = props.name.decode(errors="replace") if isinstance(props.name, bytes) else str(props.name)
     return name.rstrip("\x00").strip(), int(props.major), int(props.minor)
 
@@ -50,52 +55,52 @@ class Stream:
     """One CUDA stream, with its pinned host and device buffers."""
 
     def __init__(self) -> None:
-        self._runtime = _runtime()
-        self.handle = _check("cudaStreamCreate", self._runtime.cudaStreamCreate())
+        _require_cuda()
+        self.handle = _check("cudaStreamCreate", cudart.cudaStreamCreate())
         self._host: list[int] = []
         self._device: list[int] = []
 
     def pinned(self, shape: tuple[int, ...], dtype: np.dtype[Any]) -> np.ndarray:
         """A page-locked host array (fast, asynchronous copies), freed by :meth:`close`."""
         nbytes = int(np.prod(shape)) * dtype.itemsize
-        pointer = _check("cudaMallocHost", self._runtime.cudaMallocHost(nbytes))
+        pointer = _check("cudaMallocHost", cudart.cudaMallocHost(nbytes))
         self._host.append(int(pointer))
         raw = (ctypes.c_byte * nbytes).from_address(int(pointer))
         return np.frombuffer(memoryview(raw), dtype=dtype).reshape(shape)
 
     def device(self, nbytes: int) -> int:
         """A device allocation's address, freed by :meth:`close`."""
-        pointer = int(_check("cudaMalloc", self._runtime.cudaMalloc(nbytes)))
+        pointer = int(_check("cudaMalloc", cudart.cudaMalloc(nbytes)))
         self._device.append(pointer)
         return pointer
 
     def to_device(self, address: int, host: np.ndarray) -> None:
         """Queue a copy of ``host`` (pinned, contiguous) to ``address``."""
-        kind = self._runtime.cudaMemcpyKind.cudaMemcpyHostToDevice
+        kind = cudart.cudaMemcpyKind.cudaMemcpyHostToDevice
         _check(
             "cudaMemcpyAsync",
-            self._runtime.cudaMemcpyAsync(address, host.ctypes.data, host.nbytes, kind, self.handle),
+            cudart.cudaMemcpyAsync(address, host.ctypes.data, host.nbytes, kind, self.handle),
         )
 
     def to_host(self, host: np.ndarray, address: int) -> None:
         """Queue a copy from ``address`` into ``host`` (pinned, contiguous)."""
-        kind = self._runtime.cudaMemcpyKind.cudaMemcpyDeviceToHost
+        kind = cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
         _check(
             "cudaMemcpyAsync",
-            self._runtime.cudaMemcpyAsync(host.ctypes.data, address, host.nbytes, kind, self.handle),
+            cudart.cudaMemcpyAsync(host.ctypes.data, address, host.nbytes, kind, self.handle),
         )
 
     def synchronize(self) -> None:
         """Wait until everything queued on the stream has run."""
-        _check("cudaStreamSynchronize", self._runtime.cudaStreamSynchronize(self.handle))
+        _check("cudaStreamSynchronize", cudart.cudaStreamSynchronize(self.handle))
 
     def close(self) -> None:
         """Free the buffers and the stream."""
         for pointer in self._device:
-            self._runtime.cudaFree(pointer)
+            cudart.cudaFree(pointer)
         for pointer in self._host:
-            self._runtime.cudaFreeHost(pointer)
+            cudart.cudaFreeHost(pointer)
         self._device, self._host = [], []
         if self.handle is not None:
-            self._runtime.cudaStreamDestroy(self.handle)
+            cudart.cudaStreamDestroy(self.handle)
             self.handle = None
