@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import queue
+import sys
 import tempfile
 import threading
 from collections.abc import Iterator, Mapping
@@ -392,12 +393,12 @@ def atomic_output(path: Path) -> Iterator[Path]:
         fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     except OSError as exc:
         raise OutputError(f"{path}: cannot write here ({exc.strerror or first_line(exc)})") from None
-    os.close(fd)
     tmp = Path(tmp_name)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; outputs get the usual mode
-    try:
+    try:  # from here on, whatever happens (Ctrl-C included), the temporary file goes
+        os.close(fd)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; outputs get the usual mode
         yield tmp
         os.replace(tmp, path)
     finally:
@@ -477,10 +478,14 @@ class TiffStackWriter:
 
     def __enter__(self) -> TiffStackWriter:
         tmp = self._files.enter_context(atomic_output(self.path))
-        self._thread = threading.Thread(
-            target=self._write_file, args=(tmp,), name="ernet-tiff-writer", daemon=True
-        )
-        self._thread.start()
+        try:
+            self._thread = threading.Thread(
+                target=self._write_file, args=(tmp,), name="ernet-tiff-writer", daemon=True
+            )
+            self._thread.start()
+        except BaseException:  # e.g. Ctrl-C while the thread starts: __exit__ will not run
+            self._files.__exit__(*sys.exc_info())  # removes the temporary file
+            raise
         return self
 
     def _write_file(self, tmp: Path) -> None:

@@ -203,7 +203,15 @@ def test_ctrl_c_leaves_no_half_written_output(tiny_onnx: Path, tmp_path: Path) -
     before = _snapshot(tmp_path)
     command = Path(sys.executable).parent / "ernet-infer"
     args = [str(command), str(stack), "--model", str(tiny_onnx), "--batch", "1", "--threads", "1", "-q"]
-    proc = subprocess.Popen(args, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    # A run started in the background (nohup, `&` without job control) inherits an ignored
+    # SIGINT, and Python then installs no KeyboardInterrupt handler: give the child Ctrl-C back.
+    proc = subprocess.Popen(
+        args,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.monotonic() + 60
     while not list(tmp_path.glob(".long_mask.tif.*.part")):  # it is writing
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()

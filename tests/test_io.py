@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -114,6 +115,18 @@ def test_writer_failure_and_interrupt_leave_nothing(tmp_path: Path, monkeypatch:
         with TiffStackWriter(out, (3, 4, 4), "TYX", np.uint8) as w:
             w.write(np.zeros((4, 4), np.uint8))
             raise KeyboardInterrupt
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_ctrl_c_while_the_writer_starts_leaves_no_temporary_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def interrupted(self: threading.Thread) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(threading.Thread, "start", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        TiffStackWriter(tmp_path / "m.tif", (3, 4, 4), "TYX", np.uint8).__enter__()
     assert list(tmp_path.iterdir()) == []
 
 
