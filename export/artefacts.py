@@ -3,12 +3,14 @@ it is written, each with its report (JSON) beside it.
 
 ``model.onnx`` (fp32, checked against PyTorch) is the reference; ``model.fp16.onnx``
 and ``model.int8.onnx`` are derived from it and checked against it; a TensorRT
-engine is built from the fp16 model where TensorRT and a GPU are present.
+engine is built from the fp16 model where TensorRT and a GPU are present. An
+exported fp32 model (e.g. the embedded default) can stand in for the checkpoint.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,8 +19,12 @@ import numpy as np
 import onnx
 
 from ernet.runtime.backends import BackendOptions
-from ernet.runtime.backends.trt_engine import build_or_load_engine, tensorrt_unavailable_reason
-from ernet.runtime.errors import OutputError
+from ernet.runtime.backends.trt_engine import (
+    build_or_load_engine,
+    read_onnx_metadata,
+    tensorrt_unavailable_reason,
+)
+from ernet.runtime.errors import ModelError, OutputError
 from ernet.runtime.io import atomic_output, file_sha256
 from ernet.runtime.metadata import ModelMetadata
 from ernet.training.synthetic import SyntheticConfig, generate
@@ -81,6 +87,27 @@ def _write_variant(
     return report
 
 
+def _reference_from_onnx(source: Path, output: Path, echo: Callable[[str], None]) -> None:
+    """Take an exported fp32 ERNet model (e.g. the embedded default) as the reference."""
+    metadata = read_onnx_metadata(source)  # ModelError, naming the file, if it is not one
+    if metadata.precision != "fp32":
+        raise ModelError(f"{source}: an {metadata.precision} model; variants derive from an fp32 model")
+    if source.resolve() != output.resolve():
+        with atomic_output(output) as tmp:
+            shutil.copyfile(source, tmp)
+    _save_json(
+        report_path(output),
+        {
+            "sha256": file_sha256(output),
+            "reference": "ONNX model given",
+            "source": str(source),
+            "parity": [],
+            "note": "no checkpoint given: not re-checked against PyTorch here",
+        },
+    )
+    echo(f"{output.name} (fp32): from {source}, not re-checked against PyTorch (no checkpoint given)")
+
+
 def export_all(
     checkpoint: Path,
     output: Path,
@@ -94,28 +121,39 @@ def export_all(
     echo: Callable[[str], None] = print,
 ) -> None:
     """Export ``checkpoint`` to ``output`` (fp32) and its ``variants``, then the TensorRT
-    engine when ``engine`` and TensorRT can run here; ``echo`` receives the reports."""
+    engine when ``engine`` and TensorRT can run here; ``echo`` receives the reports.
+
+    ``checkpoint`` may instead be an exported fp32 ERNet ``.onnx`` (e.g. the embedded
+    default model): it becomes the reference as it is, and the variants derive from it.
+    """
     unknown = set(variants) - set(VARIANTS)
     if unknown:
         raise ValueError(f"unknown variant {sorted(unknown)[0]!r}; choose from {', '.join(VARIANTS)}")
+    from_onnx = checkpoint.suffix.lower() == ".onnx"
+    if from_onnx and tile_size is not None:
+        raise ValueError("--tile-size applies when exporting a checkpoint, not an ONNX model")
+    same_file = from_onnx and checkpoint.resolve() == output.resolve()
     for path in [output, *(variant_path(output, p) for p in variants)]:
-        if path.exists() and not overwrite:
+        if path.exists() and not overwrite and not (same_file and path == output):
             raise OutputError(f"{path}: output exists (pass --overwrite to replace it)")
-    results: list[ParityResult] = export_checkpoint(
-        checkpoint, output, opset=opset, tile_size=tile_size, overwrite=overwrite
-    )
-    _save_json(
-        report_path(output),
-        {
-            "sha256": file_sha256(output),
-            "reference": "PyTorch checkpoint",
-            "checkpoint": str(checkpoint),
-            "parity": [r.to_dict() for r in results],
-        },
-    )
-    echo(f"{output.name} (fp32) vs PyTorch:")
-    for result in results:
-        echo(f"  {result}")
+    if from_onnx:
+        _reference_from_onnx(checkpoint, output, echo)
+    else:
+        results: list[ParityResult] = export_checkpoint(
+            checkpoint, output, opset=opset, tile_size=tile_size, overwrite=overwrite
+        )
+        _save_json(
+            report_path(output),
+            {
+                "sha256": file_sha256(output),
+                "reference": "PyTorch checkpoint",
+                "checkpoint": str(checkpoint),
+                "parity": [r.to_dict() for r in results],
+            },
+        )
+        echo(f"{output.name} (fp32) vs PyTorch:")
+        for result in results:
+            echo(f"  {result}")
     datasets = [generated_frames()]
     real = real_frames(real_data) if real_data is not None else None
     if real is not None:

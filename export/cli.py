@@ -15,7 +15,13 @@ app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 
 @app.command()
 def export(
-    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint (ours or a published ERNet one).")],
+    checkpoint: Annotated[
+        Path,
+        typer.Argument(
+            help="Checkpoint (ours or a published ERNet one), or an exported fp32 ERNet .onnx "
+            "(e.g. the embedded default model) to derive the variants from."
+        ),
+    ],
     output: Annotated[
         Path, typer.Option("--output", "-o", help="fp32 ONNX file; variants are written beside it.")
     ] = Path("model.onnx"),

@@ -26,6 +26,8 @@ from ernet.export.onnx import ParityError  # noqa: E402
 from ernet.export.precision import attention_branches, quantize_int8, to_fp16  # noqa: E402
 from ernet.runtime import Segmenter  # noqa: E402
 from ernet.runtime.backends.trt_engine import tensorrt_unavailable_reason  # noqa: E402
+from ernet.runtime.errors import ModelError  # noqa: E402
+from ernet.runtime.io import file_sha256  # noqa: E402
 from ernet.runtime.segmenter import DEFAULT_MODEL  # noqa: E402
 
 from conftest import run_cli  # noqa: E402
@@ -155,3 +157,27 @@ def test_export_cli_rejects_unknown_variants(tiny_checkpoint: Path, tmp_path: Pa
         done.returncode == 1 and done.stderr.strip() == "error: unknown variant 'fp8'; choose from fp16, int8"
     )
     assert list(tmp_path.iterdir()) == []
+
+
+def test_variants_of_an_exported_model_without_its_checkpoint(tmp_path: Path) -> None:
+    """The embedded default model ships without its checkpoint: its variants derive from it."""
+    output = tmp_path / "default.onnx"
+    lines: list[str] = []
+    export_all(DEFAULT_MODEL, output, variants=("fp16",), engine=False, echo=lines.append)
+    assert output.read_bytes() == DEFAULT_MODEL.read_bytes()
+    assert json.loads(report_path(output).read_text())["reference"] == "ONNX model given"
+    assert lines[0] == (
+        f"default.onnx (fp32): from {DEFAULT_MODEL}, not re-checked against PyTorch (no checkpoint given)"
+    )
+    fp16 = variant_path(output, "fp16")
+    assert metadata_of(fp16).provenance["reference_onnx_sha256"] == file_sha256(DEFAULT_MODEL)
+    with pytest.raises(ModelError, match="an fp16 model; variants derive from an fp32 model"):
+        export_all(fp16, tmp_path / "again.onnx", variants=("fp16",), engine=False)
+    with pytest.raises(ValueError, match="--tile-size applies when exporting a checkpoint"):
+        export_all(DEFAULT_MODEL, tmp_path / "t.onnx", tile_size=128, engine=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "default.fp16.onnx",
+        "default.fp16.parity.json",
+        "default.onnx",
+        "default.parity.json",
+    ]
