@@ -11,6 +11,7 @@ import time
 import types
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -239,7 +240,8 @@ class FakeDevice:
     def __init__(self, accept_address: bool = True) -> None:
         self.memory: dict[int, np.ndarray] = {}
         self.accept_address = accept_address
-        self.streams: list[FakeDevice.Stream] = []
+        self.streams: list[Any] = []
+        self.batches: list[int] = []  # tiles per execution
         device = self
 
         class Stream:
@@ -284,6 +286,7 @@ class FakeDevice:
 
             def execute_async_v3(self, stream: int) -> bool:
                 n, c, h, w = self.shape
+                device.batches.append(n)
                 x = device.memory[self.addresses["image"]][: n * c * h * w * 4].view(np.float32)
                 logits = np.concatenate([0.5 - x.reshape(n, c, h, w), x.reshape(n, c, h, w) - 0.5], axis=1)
                 device.memory[self.addresses["logits"]][: logits.nbytes] = logits.reshape(-1).view(np.uint8)
@@ -332,10 +335,11 @@ def test_native_runner_feeds_the_tiler_through_its_buffers(
     )
     device = FakeDevice()
     device.install(monkeypatch)
-    frame = np.random.default_rng(0).integers(0, 4000, (150, 170), dtype=np.uint16)  # 3 x 4 tiles: 3 batches
-    with Segmenter(None, engine=engine) as seg:
+    frame = np.random.default_rng(0).integers(0, 4000, (150, 130), dtype=np.uint16)  # 3 x 3 tiles of 64
+    with Segmenter(None, engine=engine, warmup=False) as seg:
         assert seg.backend.description == f"tensorrt/{H100.tensorrt_version} {H100.gpu_name} (fp32)"
         labels = seg.segment(frame)
+        assert sum(device.batches) == 9 and min(device.batches) < seg.batch  # a short batch too
         with pytest.raises(BackendError, match="outside the engine's profile"):
             seg.backend.run(np.zeros((5, 1, 64, 64), np.float32))
     normalised = seg.metadata.normalization.apply(frame)
