@@ -19,11 +19,8 @@ import numpy as np
 import onnx
 
 from ernet.runtime.backends import BackendOptions
-from ernet.runtime.backends.trt_engine import (
-    build_or_load_engine,
-    read_onnx_metadata,
-    tensorrt_unavailable_reason,
-)
+from ernet.runtime.backends.onnxruntime import read_onnx_metadata
+from ernet.runtime.backends.trt_engine import build_or_load_engine, tensorrt_unavailable_reason
 from ernet.runtime.errors import ModelError, OutputError
 from ernet.runtime.io import atomic_output, file_sha256
 from ernet.runtime.metadata import ModelMetadata

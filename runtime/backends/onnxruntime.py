@@ -264,3 +264,10 @@ class OnnxRuntimeBackend:
     def close(self) -> None:
         """Release the session; ``run`` fails afterwards."""
         self.session = None
+
+
+def read_onnx_metadata(model: Path) -> ModelMetadata:
+    """The ERNet description of an ONNX file (ModelError, naming it, if it has none)."""
+    probe = OnnxRuntimeBackend(model, BackendOptions("cpu", threads=1))
+    probe.close()
+    return probe.metadata

@@ -25,6 +25,7 @@ from ..errors import BackendError, ModelError
 from ..io import atomic_output, file_sha256
 from ..metadata import ModelMetadata
 from .base import INPUT_NAME, BackendOptions, Profile
+from .onnxruntime import read_onnx_metadata
 
 MANIFEST_FORMAT = "ernet-tensorrt-engine"
 MANIFEST_VERSION = 1
@@ -225,15 +226,6 @@ def build_engine(
         manifest = EngineManifest(key, file_sha256(tmp), metadata, str(onnx))
         with atomic_output(manifest_path(engine)) as tmp_manifest:
             tmp_manifest.write_text(manifest.to_json())
-
-
-def read_onnx_metadata(onnx: Path) -> ModelMetadata:
-    """The ERNet description of an ONNX file, through ONNX Runtime (no onnx package needed)."""
-    from .onnxruntime import OnnxRuntimeBackend
-
-    probe = OnnxRuntimeBackend(onnx, BackendOptions("cpu", threads=1))
-    probe.close()
-    return probe.metadata
 
 
 Builder = Callable[[Path, Path, EngineKey, ModelMetadata, Path], None]
