@@ -11,35 +11,35 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from ernet.runtime import Segmenter
-from ernet.runtime.metadata import ModelConfig, ModelMetadata
+from ernet.runtime import ModelMetadata, RunSpec, Segmenter
+from ernet.training.models.ernet import ERNet, ERNetConfig
 
 from .measure import timings, uint16_frame
 
 CONFIGS = [
-    ModelConfig(n_feats=8, n_resgroups=1, n_resblocks=2, reduction=4),
-    ModelConfig(n_feats=16, n_resgroups=2, n_resblocks=2, reduction=4),
-    ModelConfig(n_feats=24, n_resgroups=2, n_resblocks=3, reduction=4),
-    ModelConfig(n_feats=32, n_resgroups=3, n_resblocks=4, reduction=8),
-    ModelConfig(),  # the published size
+    ERNetConfig(n_feats=8, n_resgroups=1, n_resblocks=2, reduction=4),
+    ERNetConfig(n_feats=16, n_resgroups=2, n_resblocks=2, reduction=4),
+    ERNetConfig(n_feats=24, n_resgroups=2, n_resblocks=3, reduction=4),
+    ERNetConfig(n_feats=32, n_resgroups=3, n_resblocks=4, reduction=8),
+    ERNetConfig(),  # the published size
 ]
 
 
 def seconds_per_frame(
-    config: ModelConfig, folder: Path, tile: int = 256, repeats: int = 3, warmup: int = 1
+    config: ERNetConfig, folder: Path, tile: int = 256, repeats: int = 3, warmup: int = 1
 ) -> float:
     """Median seconds of ``segment`` on a 1040 x 1392 frame for a random-weight model."""
     import torch
 
-    from ernet.export.onnx import export_checkpoint
+    from ernet.export.exporter import export_checkpoint
     from ernet.training.checkpoint import save_checkpoint
-    from ernet.training.model import ERNet
 
     torch.manual_seed(0)
     checkpoint, model = folder / "model.pt", folder / "model.onnx"
-    save_checkpoint(checkpoint, ERNet(config), ModelMetadata(config=config, tile_size=tile))
+    metadata = ModelMetadata(config.contract(tile), config.architecture())
+    save_checkpoint(checkpoint, ERNet(config), metadata)
     export_checkpoint(checkpoint, model, overwrite=True)
-    seg = Segmenter(model, provider="cpu")
+    seg = Segmenter(RunSpec(model, "cpu"))
     frame = uint16_frame(1040, 1392)
     return statistics.median(timings(lambda: seg.segment(frame), repeats, warmup))
 
@@ -48,8 +48,6 @@ def main() -> None:
     """Print a Markdown table: configuration, parameters, MFLOP per pixel, seconds per frame."""
     print("| F | G | B | r | parameters | MFLOP/pixel | s per 1040x1392 frame (tile 256) | runs |")
     print("|---|---|---|---|---|---|---|---|")
-    from ernet.training.model import ERNet
-
     with tempfile.TemporaryDirectory() as tmp:
         for c in CONFIGS:
             params = sum(p.numel() for p in ERNet(c).parameters())

@@ -12,41 +12,39 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any, cast
 
 import numpy as np
 import typer
 
-from ernet.runtime import Segmenter
+from ernet.runtime import RunSpec, Segmenter
 from ernet.runtime.analysis import require_analysis_libraries
+from ernet.runtime.cli.policy import command, typer_app
 from ernet.runtime.errors import ErnetError
 from ernet.runtime.io import atomic_output
-from ernet.runtime.metadata import ModelConfig
-from ernet.runtime.tiling import TileGrid, pad_to_grid
 
 from .measure import machine, run_measured, summary, timings, uint16_frame
 from .plot import plot_results
 
-app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+app = typer_app()
 
 
 def frame_batches(seg: Segmenter, frame: np.ndarray) -> list[np.ndarray]:
     """The model inputs ``seg`` makes of ``frame``: its normalised tiles, in batches."""
-    image = pad_to_grid(seg.prepare(frame), grid := TileGrid.plan(*frame.shape, seg.tile, seg.overlap))
-    tiles = np.stack([image[:, y : y + seg.tile, x : x + seg.tile] for y, x in grid])
-    return [np.ascontiguousarray(tiles[i : i + seg.batch]) for i in range(0, len(tiles), seg.batch)]
+    return [batch for _, batch in seg.tile_batches(seg.prepare(frame))]
 
 
 def bench_frame(seg: Segmenter, height: int, width: int, repeats: int) -> dict[str, Any]:
     """End-to-end ``segment`` latency vs the raw model on the same tiles."""
     frame = uint16_frame(height, width)
-    grid = TileGrid.plan(height, width, seg.tile, seg.overlap)
+    grid = seg.grid(height, width)
     batches = frame_batches(seg, frame)
 
     def raw() -> None:
         for batch in batches:
-            seg.backend.run(batch)
+            seg.run_model(batch)
 
     end_to_end = summary(timings(lambda: seg.segment(frame), repeats))
     model = summary(timings(raw, repeats))
@@ -85,7 +83,7 @@ def bench_stack(seg: Segmenter, provider: str, frames: int, height: int, width: 
     start = time.perf_counter()  # the raw model on every frame's tiles: sustained, not extrapolated
     for _ in range(frames):
         for batch in batches:
-            seg.backend.run(batch)
+            seg.run_model(batch)
     raw = time.perf_counter() - start
     command = Path(sys.executable).parent / "ernet-infer"
     with tempfile.TemporaryDirectory() as tmp:
@@ -164,15 +162,15 @@ def parse_size(text: str) -> tuple[int, ...]:
 
 
 def bench_sweep(
-    model: Path, provider: str, stack: tuple[int, int, int], tiles: list[int], batches: list[int]
+    spec: RunSpec, stack: tuple[int, int, int], tiles: list[int], batches: list[int]
 ) -> list[dict[str, Any]]:
     """A stack through ``ernet-infer`` (see :func:`bench_stack`) for each tile and batch size."""
     frames, height, width = stack
     rows = []
     for tile in tiles:
         for batch in batches:
-            seg = Segmenter(model, provider=provider, tile=tile, batch=batch)
-            rows.append(bench_stack(seg, provider, frames, height, width))
+            seg = Segmenter(replace(spec, tile=tile, overlap=None, batch=batch))
+            rows.append(bench_stack(seg, spec.provider, frames, height, width))
     return rows
 
 
@@ -187,13 +185,15 @@ def bench_comparison(
     except ImportError as exc:
         print(f"note: no PyTorch comparison: {exc.name} is not installed", file=sys.stderr)
         return {}
+    from ernet.training.models.ernet import ERNetConfig
+
     from .ceiling import gemm_gflops
     from .comparison import compare
 
     per_core = gemm_gflops(threads=1)
-    models = [compare(seg.metadata.config, shapes, repeats, per_core)]
+    models = [compare(seg.metadata.architecture, seg.contract, shapes, repeats, per_core)]
     if published:
-        models.append(compare(ModelConfig(), [(512, 512)], 1, per_core))
+        models.append(compare(ERNetConfig().architecture(), seg.contract, [(512, 512)], 1, per_core))
     return {"gemm_gflops_per_core": per_core, "models": models}
 
 
@@ -306,6 +306,7 @@ def markdown(result: dict[str, Any]) -> str:
 
 
 @app.command()
+@command
 def bench(
     model: Annotated[
         Path | None, typer.Option("--model", "-m", help="ERNet ONNX model; default: the embedded one.")
@@ -340,13 +341,10 @@ def bench(
     ] = None,
 ) -> None:
     """Time single-frame segmentation through the embeddable API and through ernet-infer."""
-    try:
-        seg = Segmenter(model, provider=provider, tile=tile, batch=batch)
-        shapes = [cast(tuple[int, int], parse_size(s)) for s in sizes.split(",")]
-        stack_shapes = [tuple(int(v) for v in s.lower().split("x")) for s in stacks.split(",") if s]
-    except (ErnetError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        raise typer.Exit(1) from None
+    spec = RunSpec(model, provider, tile=tile, batch=batch)
+    seg = Segmenter(spec)
+    shapes = [cast(tuple[int, int], parse_size(s)) for s in sizes.split(",")]
+    stack_shapes = [parse_size(s) for s in stacks.split(",") if s]
     _stage(f"latency of {', '.join(f'{h}x{w}' for h, w in shapes)} frames ({repeats} runs each)")
     result = {
         "machine": machine(),
@@ -362,13 +360,13 @@ def bench(
         height, width = max(shapes, key=lambda hw: hw[0] * hw[1])
         _stage(f"ernet-infer on one {height}x{width} frame, then stacks {stacks}")
         result["cli"] = bench_cli(seg.model_path, provider, height, width, min(repeats, 5))
-        result["stacks"] = [bench_stack(seg, provider, n, h, w) for n, h, w in stack_shapes]
+        result["stacks"] = [bench_stack(seg, provider, *shape) for shape in stack_shapes]
     tiles_swept = [int(t) for t in sweep_tiles.split(",") if t]
     if tiles_swept and seg.model_path is not None:
         batches = [int(b) for b in sweep_batches.split(",") if b]
         frames, height, width = parse_size(sweep_stack)
         _stage(f"tile {sweep_tiles} x batch {sweep_batches} sweep on {sweep_stack} stacks")
-        result["sweep"] = bench_sweep(seg.model_path, provider, (frames, height, width), tiles_swept, batches)
+        result["sweep"] = bench_sweep(spec, (frames, height, width), tiles_swept, batches)
     try:
         require_analysis_libraries()
         _stage("network analysis")

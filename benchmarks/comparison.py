@@ -1,6 +1,6 @@
 """ONNX Runtime against the PyTorch-eager original method, and against the GEMM ceiling.
 
-For a model configuration, random weights (speed does not depend on them) are saved
+For an architecture and configuration, random weights (speed does not depend on them) are saved
 as a checkpoint and exported, so both sides run the same network. Measured on uint16
 frames, end to end (normalise, infer, argmax): ``Segmenter`` with the default tiling,
 ``Segmenter`` with one tile covering the frame, the same tiling on the int8 variant
@@ -14,15 +14,15 @@ from __future__ import annotations
 
 import statistics
 import tempfile
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ernet.runtime import Segmenter
+from ernet.runtime import ArchitectureSpec, ModelContract, ModelMetadata, RunSpec, Segmenter
 from ernet.runtime.backends import physical_cores
-from ernet.runtime.metadata import ModelConfig, ModelMetadata
 
 from .ceiling import onnx_flops_per_pixel
 from .measure import summary, timings, uint16_frame
@@ -32,41 +32,45 @@ from .reference import torch_original
 RATE_TILE = 256
 
 
-def config_name(config: ModelConfig) -> str:
-    return f"F{config.n_feats} G{config.n_resgroups} B{config.n_resblocks} r{config.reduction}"
-
-
 def compare(
-    config: ModelConfig, sizes: list[tuple[int, int]], repeats: int, gemm_per_core: float
+    architecture: ArchitectureSpec,
+    contract: ModelContract,
+    sizes: list[tuple[int, int]],
+    repeats: int,
+    gemm_per_core: float,
 ) -> dict[str, Any]:
-    """Timings of one configuration on each frame size, and its efficiency."""
+    """Timings of one architecture configuration, with ``contract``'s channels, classes and
+    normalisation, on each frame size, and its efficiency."""
     import torch
 
     from ernet.export.artefacts import calibration_frames
-    from ernet.export.onnx import export_checkpoint
+    from ernet.export.exporter import export_checkpoint
     from ernet.export.precision import quantize_int8
     from ernet.training.checkpoint import save_checkpoint
-    from ernet.training.model import ERNet
+    from ernet.training.models import build_model, get_architecture
 
     threads = physical_cores()
+    registered = get_architecture(architecture.name)
+    architecture = registered.complete(architecture)
+    contract = replace(contract, tiles=replace(contract.tiles, size=RATE_TILE))
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint, onnx_path = Path(tmp) / "model.pt", Path(tmp) / "model.onnx"
         int8_path = Path(tmp) / "model.int8.onnx"
         torch.manual_seed(0)
-        metadata = ModelMetadata(config=config, tile_size=RATE_TILE)
-        save_checkpoint(checkpoint, ERNet(config), metadata)
+        metadata = ModelMetadata(contract, architecture)
+        save_checkpoint(checkpoint, build_model(architecture, contract), metadata)
         export_checkpoint(checkpoint, onnx_path, overwrite=True)
         quantize_int8(onnx_path, int8_path, calibration_frames(metadata))
         flops = onnx_flops_per_pixel(onnx_path)
         reference = torch_original(checkpoint, threads)
-        tiled = Segmenter(onnx_path, provider="cpu", batch=1)
-        tiled_int8 = Segmenter(int8_path, provider="cpu", batch=1)
-        tile = np.zeros((1, config.in_channels, RATE_TILE, RATE_TILE), np.float32)
-        rate_s = statistics.median(timings(lambda: tiled.backend.run(tile), repeats))
+        tiled = Segmenter(RunSpec(onnx_path, "cpu", batch=1))
+        tiled_int8 = Segmenter(RunSpec(int8_path, "cpu", batch=1))
+        tile = np.zeros((1, contract.in_channels, RATE_TILE, RATE_TILE), np.float32)
+        rate_s = statistics.median(timings(lambda: tiled.run_model(tile), repeats))
         frames = []
         for height, width in sizes:
             frame = uint16_frame(height, width)
-            whole = Segmenter(onnx_path, provider="cpu", batch=1, tile=max(height, width))
+            whole = Segmenter(RunSpec(onnx_path, "cpu", batch=1, tile=max(height, width)))
             row: dict[str, Any] = {
                 "frame": f"{height}x{width}",
                 "onnx_tiled": summary(timings(partial(tiled.segment, frame), repeats)),
@@ -81,7 +85,7 @@ def compare(
     achieved = flops * RATE_TILE**2 / rate_s / 1e9
     ceiling = gemm_per_core * threads
     return {
-        "model": config_name(config),
+        "model": registered.label(architecture),
         "flops_per_pixel": flops,
         "threads": threads,
         "tile_rate_s": rate_s,

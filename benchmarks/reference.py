@@ -29,7 +29,7 @@ def torch_original(checkpoint: Path, threads: int) -> Callable[[np.ndarray], np.
     torch.set_num_threads(threads)
     loaded = load_checkpoint(checkpoint)
     model = loaded.model.eval()
-    normalization: Normalization = loaded.metadata.normalization
+    normalization: Normalization = loaded.metadata.contract.normalization
 
     def run(image: np.ndarray) -> np.ndarray:
         with torch.inference_mode():

@@ -21,6 +21,7 @@ whole-frame inference exactly; these numbers say how close each overlap gets.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -28,10 +29,10 @@ import numpy as np
 import typer
 from scipy import ndimage
 
-from ernet.runtime import Segmenter
-from ernet.runtime.evaluation import confusion_matrix, scores
+from ernet.runtime import RunSpec, Segmenter
+from ernet.runtime.evaluation import REAL_DATA, confusion_matrix, scores
 from ernet.runtime.io import atomic_output, labelled_pairs, open_image
-from ernet.runtime.tiling import TileGrid, pad_to_grid
+from ernet.runtime.tiling import TileGrid
 
 #: Half-width in pixels of the bands around internal tile edges.
 BAND = 8
@@ -42,19 +43,13 @@ OVERLAPS = (0, 32, 64, 128)
 #: tile edges over different content: edge and control bands then see the same
 #: structures on average, and a seam is not confused with what happens to lie there.
 OFFSETS = (0, 48, 96, 144)
-REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "er-real"
 
 
-def tile_argmaxes(seg: Segmenter, image: np.ndarray, grid: TileGrid) -> dict[tuple[int, int], np.ndarray]:
+def tile_argmaxes(seg: Segmenter, image: np.ndarray) -> dict[tuple[int, int], np.ndarray]:
     """Each tile's own class ids, keyed by its origin."""
-    padded = pad_to_grid(image, grid)
-    origins = list(grid)
     out: dict[tuple[int, int], np.ndarray] = {}
-    t = grid.tile
-    for first in range(0, len(origins), seg.batch):
-        chunk = origins[first : first + seg.batch]
-        logits = seg.backend.run(np.stack([padded[:, y : y + t, x : x + t] for y, x in chunk]))
-        out.update(zip(chunk, logits.argmax(axis=1), strict=True))
+    for origins, batch in seg.tile_batches(image):
+        out.update(zip(origins, seg.run_model(batch).argmax(axis=1), strict=True))
     return out
 
 
@@ -99,16 +94,19 @@ def seam_bands(grid: TileGrid) -> tuple[np.ndarray, np.ndarray]:
     return seams, draw(mid_rows, mid_cols) & ~seams
 
 
-def measure_frame(seg: Segmenter, frame: np.ndarray, truth: np.ndarray | None) -> list[dict[str, Any]]:
-    """One row per overlap for one frame: counts, so frames can be pooled."""
-    image = seg.prepare(frame)
-    whole = seg.backend.run(image[None])[0].argmax(0)
+def measure_frame(
+    segmenters: dict[int, Segmenter], frame: np.ndarray, truth: np.ndarray | None
+) -> list[dict[str, Any]]:
+    """One row per overlap (the keys of ``segmenters``, which differ only in it) for one
+    frame: counts, so frames can be pooled."""
+    first = next(iter(segmenters.values()))
+    image = first.prepare(frame)
+    whole = first.run_model(image[None])[0].argmax(0)
     rows = []
-    for overlap in OVERLAPS:
-        seg.overlap = overlap
-        grid = TileGrid.plan(*frame.shape, seg.tile, overlap)
+    for overlap, seg in segmenters.items():
+        grid = seg.grid(*frame.shape)
         tiled = seg.predict_prepared(image).labels
-        bad, shared = tile_mismatch(tile_argmaxes(seg, image, grid), grid)
+        bad, shared = tile_mismatch(tile_argmaxes(seg, image), grid)
         bands, control = seam_bands(grid)
         # Compare like with like: only pixels near ER in either mask can disagree, and
         # tile edges cross the dense cell interior more than the empty margins.
@@ -188,21 +186,23 @@ def main(
     out: Annotated[Path | None, typer.Option(help="Write the Markdown table here.")] = None,
 ) -> None:
     """Measure tile seams and tiled-vs-whole agreement at several overlaps."""
-    seg = Segmenter(model, provider="cpu", tile=tile)
+    spec = RunSpec(model, "cpu", tile=tile)
+    segmenters = {overlap: Segmenter(replace(spec, overlap=overlap)) for overlap in OVERLAPS}
+    seg = segmenters[OVERLAPS[0]]
     sets: dict[str, list[list[dict[str, Any]]]] = {"real": [], "generated": []}
     if data.is_dir():
         for pair in labelled_pairs(data):
             for frame, truth in zip(
                 open_image(pair.image).frames(), open_image(pair.mask).frames(), strict=True
             ):
-                sets["real"] += [measure_frame(seg, frame[o:, o:], truth[o:, o:]) for o in OFFSETS]
+                sets["real"] += [measure_frame(segmenters, frame[o:, o:], truth[o:, o:]) for o in OFFSETS]
     if generated:
         from ernet.training.synthetic import SyntheticConfig, generate
 
         for i in range(generated):
             sample = generate(1000 + i, SyntheticConfig(height=1040, width=1392))
             image, mask = sample.image, sample.mask
-            sets["generated"] += [measure_frame(seg, image[o:, o:], mask[o:, o:]) for o in OFFSETS]
+            sets["generated"] += [measure_frame(segmenters, image[o:, o:], mask[o:, o:]) for o in OFFSETS]
     lines = [
         f"Model {seg.model_path.name if seg.model_path else '?'}, tile {seg.tile}, Gaussian blending "
         f"(sigma = tile/8, floor 1e-3 per axis), seam bands +-{BAND} px around internal tile edges, "
@@ -212,7 +212,7 @@ def main(
     ]
     for name, frames in sets.items():
         if frames:
-            results = [pooled([f[i] for f in frames], seg.metadata.class_names) for i in range(len(OVERLAPS))]
+            results = [pooled([f[i] for f in frames], seg.contract.class_names) for i in range(len(OVERLAPS))]
             lines += table(
                 f"{name} frames ({len(frames) // len(OFFSETS)}, each at {len(OFFSETS)} offsets)", results
             )

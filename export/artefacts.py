@@ -18,17 +18,19 @@ from typing import Any
 import numpy as np
 import onnx
 
-from ernet.runtime.backends import BackendOptions
-from ernet.runtime.backends.onnxruntime import read_onnx_metadata
+from ernet.runtime import RunSpec
+from ernet.runtime.backends import read_onnx_metadata
 from ernet.runtime.backends.trt_engine import build_or_load_engine, tensorrt_unavailable_reason
-from ernet.runtime.errors import ModelError, OutputError
-from ernet.runtime.io import atomic_output, file_sha256
+from ernet.runtime.errors import ModelError
+from ernet.runtime.evaluation import LabelledFrames, labelled_frames
+from ernet.runtime.io import atomic_output, file_sha256, refuse_existing
 from ernet.runtime.metadata import ModelMetadata
+from ernet.training.models import get_architecture
 from ernet.training.synthetic import SyntheticConfig, generate
 
-from .onnx import ParityError, ParityResult, export_checkpoint
+from .exporter import ParityError, ParityResult, export_checkpoint
 from .precision import quantize_int8, to_fp16, variant_metadata, with_metadata
-from .verify import LabelledFrames, VariantReport, check_variant, generated_frames, real_frames
+from .verify import VariantReport, check_variant, generated_frames
 
 VARIANTS = ("fp16", "int8")
 #: Generator seeds of the int8 calibration frames (distinct from the check frames).
@@ -50,22 +52,24 @@ def _save_json(path: Path, values: dict[str, Any]) -> None:
         tmp.write_text(json.dumps(values, indent=2) + "\n")
 
 
-def metadata_of(model: Path) -> ModelMetadata:
-    """The ERNet description inside an ONNX file."""
-    return ModelMetadata.from_props(
-        {p.key: p.value for p in onnx.load(model, load_external_data=False).metadata_props}
-    )
-
-
 def calibration_frames(metadata: ModelMetadata) -> Iterator[np.ndarray]:
     """Normalised C x H x W tiles from the synthetic generator, for int8 calibration."""
-    size = metadata.tile_size
+    size = metadata.contract.tiles.size
     for seed in CALIBRATION_SEEDS:
         image = generate(seed, SyntheticConfig(height=size, width=size)).image
-        yield metadata.normalization.apply(image)[None]
+        yield metadata.contract.normalization.apply(image)[None]
 
 
-def _write_variant(
+def fp16_variant(reference: Path) -> onnx.ModelProto:
+    """The fp16 graph of an fp32 model, by its architecture's fp16 policy."""
+    name = read_onnx_metadata(reference).architecture.name
+    policy = get_architecture(name).fp16
+    if policy is None:
+        raise ModelError(f"{reference}: architecture {name} has no fp16 policy; export without fp16")
+    return to_fp16(onnx.load(reference), policy)
+
+
+def write_variant(
     reference: Path,
     precision: str,
     datasets: list[LabelledFrames],
@@ -73,7 +77,7 @@ def _write_variant(
 ) -> VariantReport:
     """Write a variant through ``write`` into a temporary file, check it, keep it if it passes."""
     output = variant_path(reference, precision)
-    metadata = variant_metadata(metadata_of(reference), precision, file_sha256(reference))
+    metadata = variant_metadata(read_onnx_metadata(reference), precision, file_sha256(reference))
     with atomic_output(output) as tmp:
         write(tmp)
         onnx.save_model(with_metadata(onnx.load(tmp), metadata), tmp)
@@ -85,7 +89,7 @@ def _write_variant(
 
 
 def _reference_from_onnx(source: Path, output: Path, echo: Callable[[str], None]) -> None:
-    """Take an exported fp32 ERNet model (e.g. the embedded default) as the reference."""
+    """Take an exported fp32 model (e.g. the embedded default) as the reference."""
     metadata = read_onnx_metadata(source)  # ModelError, naming the file, if it is not one
     if metadata.precision != "fp32":
         raise ModelError(f"{source}: an {metadata.precision} model; variants derive from an fp32 model")
@@ -120,7 +124,7 @@ def export_all(
     """Export ``checkpoint`` to ``output`` (fp32) and its ``variants``, then the TensorRT
     engine when ``engine`` and TensorRT can run here; ``echo`` receives the reports.
 
-    ``checkpoint`` may instead be an exported fp32 ERNet ``.onnx`` (e.g. the embedded
+    ``checkpoint`` may instead be an exported fp32 ``.onnx`` (e.g. the embedded
     default model): it becomes the reference as it is, and the variants derive from it.
     """
     unknown = set(variants) - set(VARIANTS)
@@ -131,8 +135,7 @@ def export_all(
         raise ValueError("--tile-size applies when exporting a checkpoint, not an ONNX model")
     same_file = from_onnx and checkpoint.resolve() == output.resolve()
     for path in [output, *(variant_path(output, p) for p in variants)]:
-        if path.exists() and not overwrite and not (same_file and path == output):
-            raise OutputError(f"{path}: output exists (pass --overwrite to replace it)")
+        refuse_existing(path, overwrite or (same_file and path == output))
     if from_onnx:
         _reference_from_onnx(checkpoint, output, echo)
     else:
@@ -152,15 +155,15 @@ def export_all(
         for result in results:
             echo(f"  {result}")
     datasets = [generated_frames()]
-    real = real_frames(real_data) if real_data is not None else None
+    real = labelled_frames(real_data, f"real ({real_data})") if real_data is not None else None
     if real is not None:
         datasets.append(real)
     writers: dict[str, Callable[[Path], None]] = {
-        "fp16": lambda tmp: onnx.save_model(to_fp16(onnx.load(output)), tmp),
-        "int8": lambda tmp: quantize_int8(output, tmp, calibration_frames(metadata_of(output))),
+        "fp16": lambda tmp: onnx.save_model(fp16_variant(output), tmp),
+        "int8": lambda tmp: quantize_int8(output, tmp, calibration_frames(read_onnx_metadata(output))),
     }
     for precision in variants:
-        report = _write_variant(output, precision, datasets, writers[precision])
+        report = write_variant(output, precision, datasets, writers[precision])
         for line in report.lines():
             echo(line)
     if engine:
@@ -169,8 +172,8 @@ def export_all(
         if reason is not None:
             echo(f"TensorRT engine skipped: {reason}")
         else:
-            options = BackendOptions("tensorrt", rebuild_engine=overwrite)
-            plan, manifest = build_or_load_engine(source, options, source.with_suffix(".plan"))
+            spec = RunSpec(source, "tensorrt", rebuild_engine=overwrite)
+            plan, manifest = build_or_load_engine(source, spec, source.with_suffix(".plan"))
             echo(
                 f"TensorRT engine {plan} ({manifest.key.precision}, inputs up to {manifest.key.profile.max})"
             )

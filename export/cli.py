@@ -2,23 +2,24 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from ernet.runtime.errors import ErnetError
+from ernet.runtime.cli.policy import command, typer_app
+from ernet.runtime.evaluation import REAL_DATA
 
-app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+app = typer_app()
 
 
 @app.command()
+@command
 def export(
     checkpoint: Annotated[
         Path,
         typer.Argument(
-            help="Checkpoint (ours or a published ERNet one), or an exported fp32 ERNet .onnx "
+            help="Checkpoint (ours or a published ERNet one), or an exported fp32 .onnx "
             "(e.g. the embedded default model) to derive the variants from."
         ),
     ],
@@ -33,7 +34,7 @@ def export(
     ] = True,
     real_data: Annotated[
         Path, typer.Option(help="Labelled real frames for the accuracy checks (skipped if absent).")
-    ] = Path("../shared/data/er-real"),
+    ] = REAL_DATA,
     opset: Annotated[int, typer.Option(help="ONNX opset, 18-20.")] = 18,
     tile_size: Annotated[
         int | None, typer.Option(help="Override the tile size recorded in the model.")
@@ -44,20 +45,16 @@ def export(
     each with its report saved beside it (NAME.parity.json)."""
     from .artefacts import export_all
 
-    try:
-        export_all(
-            checkpoint,
-            output,
-            variants=tuple(v.strip() for v in variants.split(",") if v.strip()),
-            engine=engine,
-            real_data=real_data,
-            opset=opset,
-            tile_size=tile_size,
-            overwrite=overwrite,
-        )
-    except (ErnetError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        raise typer.Exit(1) from None
+    export_all(
+        checkpoint,
+        output,
+        variants=tuple(v.strip() for v in variants.split(",") if v.strip()),
+        engine=engine,
+        real_data=real_data,
+        opset=opset,
+        tile_size=tile_size,
+        overwrite=overwrite,
+    )
 
 
 def main() -> None:

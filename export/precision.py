@@ -1,8 +1,8 @@
-"""Reduced-precision variants of an exported fp32 ERNet ONNX model.
+"""Reduced-precision variants of an exported fp32 ONNX model.
 
-- :func:`to_fp16` (GPUs): fp16 weights and compute, fp32 input and output, and each
-  channel-attention branch (global average pool, its two 1x1 convolutions and the
-  gate) kept in fp32: the pool sums a whole tile, which overflows fp16.
+- :func:`to_fp16` (GPUs): fp16 weights and compute, fp32 input and output, and the
+  nodes the architecture's :class:`~ernet.training.models.Fp16Policy` keeps in fp32
+  (ERNet: each channel-attention branch, whose global pool overflows fp16).
 - :func:`quantize_int8` (CPUs): static QDQ quantisation with ONNX Runtime, u8
   activations x s8 per-channel weights with reduced range, calibrated on frames
   from the synthetic generator.
@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import tempfile
-from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -22,46 +21,22 @@ from onnx import TensorProto, helper, numpy_helper
 
 from ernet.runtime.backends.base import INPUT_NAME, OUTPUT_NAME
 from ernet.runtime.metadata import ModelMetadata
-
-#: Operators of an ERNet graph that the fp16 conversion knows how to type.
-_FP16_OPS = {"Conv", "Relu", "Add", "Mul", "Sigmoid", "ReduceMean", "GlobalAveragePool"}
-_POOL_OPS = {"ReduceMean", "GlobalAveragePool"}
-
-
-def attention_branches(graph: onnx.GraphProto) -> set[int]:
-    """Indices of the nodes of every channel-attention branch: from each global pool up
-    to (not including) the ``Mul`` that scales the features by the gate."""
-    consumers: dict[str, list[int]] = defaultdict(list)
-    for i, node in enumerate(graph.node):
-        for name in node.input:
-            consumers[name].append(i)
-    branch: set[int] = set()
-    for start, node in enumerate(graph.node):
-        if node.op_type not in _POOL_OPS:
-            continue
-        i = start
-        while graph.node[i].op_type != "Mul":
-            branch.add(i)
-            following = consumers[graph.node[i].output[0]]
-            if len(following) != 1:
-                raise ValueError(f"channel attention at node {graph.node[i].name!r} does not end in a Mul")
-            i = following[0]
-    return branch
+from ernet.training.models import Fp16Policy
 
 
 def _cast(source: str, target: str, to: int) -> onnx.NodeProto:
     return helper.make_node("Cast", [source], [target], name=f"cast_{target}", to=to)
 
 
-def to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
-    """An fp16 copy of an fp32 ERNet graph, fp32 at its input, output and attention branches."""
-    unknown = {n.op_type for n in model.graph.node} - _FP16_OPS
+def to_fp16(model: onnx.ModelProto, policy: Fp16Policy) -> onnx.ModelProto:
+    """An fp16 copy of an fp32 graph, fp32 at its input, output and the nodes ``policy`` keeps."""
+    unknown = {n.op_type for n in model.graph.node} - policy.ops
     if unknown:
         raise ValueError(f"cannot convert operators {sorted(unknown)} to fp16")
     out = onnx.ModelProto()
     out.CopyFrom(model)
     graph = out.graph
-    fp32_nodes = attention_branches(graph)
+    fp32_nodes = policy.keep_fp32(graph)
     initializers = {init.name for init in graph.initializer}
     kept_fp32 = {name for i in fp32_nodes for name in graph.node[i].input if name in initializers}
     for init in graph.initializer:
@@ -106,7 +81,7 @@ def to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def with_metadata(model: onnx.ModelProto, metadata: ModelMetadata) -> onnx.ModelProto:
-    """``model`` with its ERNet description replaced by ``metadata``."""
+    """``model`` with its description replaced by ``metadata``."""
     del model.metadata_props[:]
     onnx.helper.set_model_props(model, metadata.to_props())
     return model

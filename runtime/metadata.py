@@ -1,92 +1,86 @@
-"""The model description carried inside every artefact (ONNX ``metadata_props``).
+"""The description carried inside every artefact (ONNX ``metadata_props``, engine
+manifests, checkpoints): the model contract, the architecture, and where it came from.
 
-One dataclass, written by export and training, read by every runtime backend.
+Read and written only here. Format 2 keeps the contract apart from the architecture;
+format 1 (ERNet's hyper-parameters and the contract in one ``config``) still loads.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
-from .preprocess import Normalization
+from .contract import ModelContract
 
-#: Key under which the JSON description is stored in ONNX ``metadata_props``.
+#: Key under which the JSON description is stored in ONNX ``metadata_props`` and checkpoints.
 METADATA_KEY = "ernet"
-FORMAT_VERSION = 1
-ARCHITECTURE = "ERNet-RCAN"
+FORMAT_VERSION = 2
+#: The architecture of every format-1 artefact.
+ERNET_ARCHITECTURE = "ERNet-RCAN"
 #: Numeric precision of an artefact's weights and compute (its input and output stay fp32).
 PRECISIONS = ("fp32", "fp16", "int8")
 
 
 @dataclass(frozen=True)
-class ModelConfig:
-    """Hyper-parameters of the ERNet (RCAN) network. Defaults are the published ones."""
+class ArchitectureSpec:
+    """The network that computes a model: a registered name and its own configuration,
+    as data. Opaque to the runtime; the training registry builds it."""
 
-    in_channels: int = 1
-    n_classes: int = 2
-    n_feats: int = 64
-    n_resgroups: int = 5
-    n_resblocks: int = 10
-    reduction: int = 16
+    name: str = ERNET_ARCHITECTURE
+    config: Mapping[str, Any] = field(default_factory=dict)
 
-    def __post_init__(self) -> None:
-        for name, value in asdict(self).items():
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"model config {name} must be a positive integer, got {value!r}")
-        if self.n_feats // self.reduction < 1:
-            raise ValueError("n_feats // reduction must be at least 1")
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "config": dict(self.config)}
 
-    @property
-    def flops_per_pixel(self) -> int:
-        """Multiply-adds x 2 per pixel of one forward pass (convolutions only)."""
-        f, c = self.n_feats, self.in_channels
-        conv3 = 2 * 9 * f * f
-        block = 2 * conv3  # the attention branch is per image, not per pixel
-        group = self.n_resblocks * block + conv3
-        return 2 * 9 * c * f + self.n_resgroups * group + conv3 + 2 * f * self.n_classes
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> ArchitectureSpec:
+        return cls(str(values["name"]), dict(values.get("config", {})))
 
 
 @dataclass(frozen=True)
 class ModelMetadata:
     """Everything the runtime needs to use a model, and where the model came from."""
 
-    config: ModelConfig = field(default_factory=ModelConfig)
-    class_names: tuple[str, ...] = ("background", "ER")
-    normalization: Normalization = field(default_factory=Normalization)
-    tile_size: int = 256
-    architecture: str = ARCHITECTURE
+    contract: ModelContract = field(default_factory=ModelContract)
+    architecture: ArchitectureSpec = field(default_factory=ArchitectureSpec)
     source_checkpoint_sha256: str | None = None
     package_version: str | None = None
     provenance: Mapping[str, Any] = field(default_factory=dict)
     precision: str = "fp32"
-    format_version: int = FORMAT_VERSION
 
     def __post_init__(self) -> None:
-        if len(self.class_names) != self.config.n_classes:
-            raise ValueError(f"{len(self.class_names)} class names for {self.config.n_classes} classes")
-        if self.tile_size < 1:
-            raise ValueError("tile size must be positive")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision {self.precision!r} is not one of {', '.join(PRECISIONS)}")
 
     def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["class_names"] = list(self.class_names)
-        out["provenance"] = dict(self.provenance)
-        return out
+        return {
+            "format_version": FORMAT_VERSION,
+            "contract": self.contract.to_dict(),
+            "architecture": self.architecture.to_dict(),
+            "source_checkpoint_sha256": self.source_checkpoint_sha256,
+            "package_version": self.package_version,
+            "provenance": dict(self.provenance),
+            "precision": self.precision,
+        }
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> ModelMetadata:
-        values = dict(values)
-        version = values.get("format_version", FORMAT_VERSION)
+        """Read any format up to this runtime's; ValueError for a newer one."""
+        version = values.get("format_version", 1)
         if version > FORMAT_VERSION:
             raise ValueError(f"metadata format {version} is newer than this runtime understands")
-        values["config"] = ModelConfig(**values.get("config", {}))
-        values["normalization"] = Normalization.from_dict(values.get("normalization", {}))
-        values["class_names"] = tuple(values.get("class_names", ("background", "ER")))
-        return cls(**values)
+        if version < 2:
+            values = _upgrade_format_1(values)
+        return cls(
+            contract=ModelContract.from_dict(values.get("contract", {})),
+            architecture=ArchitectureSpec.from_dict(values["architecture"]),
+            source_checkpoint_sha256=values.get("source_checkpoint_sha256"),
+            package_version=values.get("package_version"),
+            provenance=dict(values.get("provenance", {})),
+            precision=values.get("precision", "fp32"),
+        )
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
@@ -103,3 +97,20 @@ class ModelMetadata:
     def from_props(cls, props: Mapping[str, str]) -> ModelMetadata:
         """Read the description from ONNX ``metadata_props``; KeyError when absent."""
         return cls.from_json(props[METADATA_KEY])
+
+
+def _upgrade_format_1(values: Mapping[str, Any]) -> dict[str, Any]:
+    """A format-1 description (every ERNet artefact exported before format 2) as format 2."""
+    config = dict(values.get("config", {}))
+    n_classes = config.pop("n_classes", 2)
+    class_names = list(values.get("class_names", ("background", "ER")))
+    if len(class_names) != n_classes:
+        raise ValueError(f"{len(class_names)} class names for {n_classes} classes")
+    contract = {
+        "in_channels": config.pop("in_channels", 1),
+        "class_names": class_names,
+        "normalization": values.get("normalization", {}),
+        "tiles": {"size": values.get("tile_size", 256)},
+    }
+    architecture = {"name": values.get("architecture", ERNET_ARCHITECTURE), "config": config}
+    return {**values, "contract": contract, "architecture": architecture}

@@ -6,6 +6,7 @@ runtime always prepares frames exactly as the model saw them in training.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -115,6 +116,14 @@ class StackRange:
         if self._counts is None:
             raise ValueError("no frames were added")
         return _histogram_percentile(self._counts, norm.low), _histogram_percentile(self._counts, norm.high)
+
+
+def stack_range(normalization: Normalization, frames: Iterable[np.ndarray]) -> tuple[float, float]:
+    """The normalisation range of all ``frames`` together, in one bounded-memory pass."""
+    gathered = StackRange(normalization)
+    for frame in frames:
+        gathered.add(frame)
+    return gathered.value_range()
 
 
 def _histogram_friendly(data: np.ndarray) -> bool:

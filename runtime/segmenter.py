@@ -3,112 +3,82 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Generator, Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
-from .backends import Backend, BackendOptions, open_backend
-from .errors import InputError, ModelError
+from .backends import Backend, open_backend
+from .contract import ModelContract
+from .errors import InputError
 from .metadata import ModelMetadata
-from .pipeline import prefetch
+from .postprocess import Prediction, ProbabilityFormat, class_ids, probabilities_as
+from .prefetch import prefetch
 from .preprocess import Normalization
-from .tiling import stitch_bands, tiled_logits
-
-#: Where an install carries its default model.
-DEFAULT_MODEL = Path(__file__).parent / "models" / "default.onnx"
-#: Tile overlap as a fraction of the tile side, chosen by measurement (README, *Tiling*).
-OVERLAP_FRACTION = 0.25
-ProbabilityFormat = Literal["float32", "float16", "uint8"]
-
-
-def default_model_path() -> Path:
-    """The model embedded in the package; ModelError if this install has none."""
-    if not DEFAULT_MODEL.is_file():
-        raise ModelError(
-            f"{DEFAULT_MODEL}: no default model is embedded in this install; pass --model MODEL.onnx"
-        )
-    return DEFAULT_MODEL
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """What one frame's inference gives: class ids, and class probabilities when asked."""
-
-    labels: np.ndarray  # H x W uint8
-    probabilities: np.ndarray | None = None  # K x H x W, float32/float16, or uint8 scaled to 0-255
+from .spec import RunSpec
+from .tiling import TileGrid, TilePlan, pad_to_grid, stitch_bands, tile_batches, tiled_logits
 
 
 class Segmenter:
-    """Segment ER frames with an ERNet model; construct once, call per frame.
+    """Segment ER frames with a model; construct once, call per frame.
 
     >>> with Segmenter("model.onnx") as seg:      # doctest: +SKIP
     ...     labels = seg.segment(frame)          # H x W uint8 class ids
 
-    ``tile`` defaults to the training crop size recorded in the model, ``overlap``
-    to a quarter of the tile; ``batch`` tiles run per model call. The model is
-    loaded and warmed up (buffers allocated, GPU engines built) on construction.
-    Calls are serialised, so one instance may be shared between threads.
+    Built from a :class:`RunSpec` (or a model path; no model: the embedded default),
+    with any of its fields given as keywords, e.g. ``Segmenter("m.onnx", provider="cpu")``.
+    ``tile`` defaults to the model's training crop and ``overlap`` to its share of the
+    tile (a quarter); ``batch`` tiles run per model call. The model is loaded and
+    warmed up (buffers allocated, GPU engines built) on construction. Calls are
+    serialised, so one instance may be shared between threads.
     """
 
     def __init__(
         self,
-        model: Path | str | None = None,
+        spec: RunSpec | Path | str | None = None,
+        /,
         *,
-        provider: str = "auto",
-        fallback: bool = False,
-        tile: int | None = None,
-        overlap: int | None = None,
-        batch: int = 4,
-        threads: int | None = None,
-        fp16: bool = False,
-        engine: Path | str | None = None,
-        rebuild_engine: bool = False,
-        backend: Backend | None = None,
         warmup: bool = True,
+        backend: Backend | None = None,
+        **fields: Any,
     ) -> None:
-        if batch < 1:
-            raise ValueError("batch must be at least 1")
-        if tile is not None and tile < 1:
-            raise ValueError("tile must be at least 1")
-        if backend is None:
-            # A given engine carries its model; without one, the embedded model is the default.
-            self.model_path: Path | None = Path(model) if model else None if engine else default_model_path()
-            options = BackendOptions(
-                provider,
-                fallback,
-                threads,
-                tile,
-                batch,
-                fp16,
-                engine=Path(engine) if engine else None,
-                rebuild_engine=rebuild_engine,
-            )
-            backend = open_backend(self.model_path, options)
-        else:
-            self.model_path = None
-        self.backend = backend
+        self.spec = RunSpec.of(spec, **fields)
+        #: The backend that runs the model (given, for tests and embedding, or opened from the spec).
+        self.backend = backend if backend is not None else open_backend(self.spec)
+        self.model_path: Path | None = self.spec.model_path if backend is None else None
         self.metadata: ModelMetadata = self.backend.metadata
-        self.tile = tile or self.metadata.tile_size
-        self.overlap = int(self.tile * OVERLAP_FRACTION) if overlap is None else overlap
-        if not 0 <= self.overlap < self.tile:
-            raise ValueError(f"need 0 <= overlap < tile (tile {self.tile}, overlap {self.overlap})")
-        self.batch = batch
+        #: Tile, overlap and batch in effect: the spec resolved against the model's contract.
+        self.plan: TilePlan = self.backend.plan
         self._lock = threading.Lock()
         if warmup:
-            channels = self.metadata.config.in_channels
-            self.backend.run(np.zeros((batch, channels, self.tile, self.tile), np.float32))
+            tiles = (self.batch, self.contract.in_channels, self.tile, self.tile)
+            self.run_model(np.zeros(tiles, np.float32))
+
+    @property
+    def contract(self) -> ModelContract:
+        return self.metadata.contract
 
     @property
     def normalization(self) -> Normalization:
-        return self.metadata.normalization
+        return self.contract.normalization
 
     @property
     def n_classes(self) -> int:
-        return self.metadata.config.n_classes
+        return self.contract.n_classes
+
+    @property
+    def tile(self) -> int:
+        return self.plan.tile
+
+    @property
+    def overlap(self) -> int:
+        return self.plan.overlap
+
+    @property
+    def batch(self) -> int:
+        return self.plan.batch
 
     def describe(self) -> dict[str, Any]:
         """How frames are processed, for the metadata of outputs."""
@@ -117,7 +87,7 @@ class Segmenter:
             "backend": self.backend.description,
             "tile": self.tile,
             "overlap": self.overlap,
-            "class_names": list(self.metadata.class_names),
+            "class_names": list(self.contract.class_names),
             "normalization": self.normalization.to_dict(),
         }
 
@@ -127,7 +97,7 @@ class Segmenter:
         ``value_range`` fixes the intensities mapped to 0 and 1 (e.g. a whole stack's);
         by default it is computed on this frame.
         """
-        channels = self.metadata.config.in_channels
+        channels = self.contract.in_channels
         image = np.asarray(frame)
         if image.ndim == 2 and channels == 1:
             image = image[None]
@@ -139,9 +109,21 @@ class Segmenter:
             raise InputError("frame has NaN or infinite pixels")
         return self.normalization.apply(image, value_range)
 
-    def bands(self, image: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
-        """Blended logits of a prepared image as row bands (see :func:`stitch_bands`)."""
-        return stitch_bands(image, self.backend.run, self.n_classes, self.tile, self.overlap, self.batch)
+    def run_model(self, batch: np.ndarray) -> np.ndarray:
+        """The raw model on a float32 N x C x h x w batch of prepared tiles: N x K x h x w
+        logits (sizes other than the plan's tiles only where the backend takes them)."""
+        with self._lock:
+            return self.backend.run(batch)
+
+    def grid(self, height: int, width: int) -> TileGrid:
+        """The tiles a ``height`` x ``width`` frame is cut into."""
+        return self.plan.grid(height, width)
+
+    def tile_batches(self, image: np.ndarray) -> Iterator[tuple[list[tuple[int, int]], np.ndarray]]:
+        """The model inputs made of a prepared C x H x W image: (tile origins, batch) in
+        the order the tiler runs them."""
+        grid = self.grid(*image.shape[1:])
+        return tile_batches(pad_to_grid(image, grid), grid, self.batch)
 
     def predict_prepared(
         self, image: np.ndarray, probabilities: ProbabilityFormat | None = None
@@ -151,12 +133,11 @@ class Segmenter:
         labels = np.empty((height, width), np.uint8)
         probs = None if probabilities is None else np.empty((self.n_classes, height, width), probabilities)
         with self._lock:
-            for y0, band in self.bands(image):
+            for y0, band in stitch_bands(image, self.backend.run, self.n_classes, self.plan):
                 rows = slice(y0, y0 + band.shape[1])
                 labels[rows] = class_ids(band)
-                if probs is not None:
-                    p = softmax(band)
-                    probs[:, rows] = np.rint(p * 255) if probabilities == "uint8" else p
+                if probs is not None and probabilities is not None:
+                    probs[:, rows] = probabilities_as(band, probabilities)
         return Prediction(labels, probs)
 
     def predict(
@@ -187,13 +168,25 @@ class Segmenter:
         """Blended class logits (K x H x W float32) of one frame."""
         image = self.prepare(frame, value_range)
         with self._lock:
-            return tiled_logits(image, self.backend.run, self.n_classes, self.tile, self.overlap, self.batch)
+            return tiled_logits(image, self.backend.run, self.n_classes, self.plan)
+
+    def stream(
+        self,
+        frames: Iterable[np.ndarray],
+        value_range: tuple[float, float] | None = None,
+        probabilities: ProbabilityFormat | None = None,
+        queue_size: int = 2,
+    ) -> Generator[tuple[np.ndarray, Prediction], None, None]:
+        """(prepared input, prediction) of each of ``frames`` in order: frames are drawn and
+        normalised (on their own, or with ``value_range``) on a background thread, at most
+        ``queue_size`` ahead, while the model runs on the caller's."""
+        for image in prefetch((self.prepare(f, value_range) for f in frames), queue_size):
+            yield image, self.predict_prepared(image, probabilities)
 
     def segment_frames(self, frames: Iterable[np.ndarray], queue_size: int = 2) -> Iterator[np.ndarray]:
-        """Class-id masks of ``frames`` in order, each normalised on its own; frames are
-        drawn (and normalised) on a background thread, at most ``queue_size`` ahead."""
-        for image in prefetch((self.prepare(f) for f in frames), queue_size):
-            yield self.predict_prepared(image).labels
+        """Class-id masks of ``frames`` in order, each normalised on its own (see :meth:`stream`)."""
+        for _, prediction in self.stream(frames, queue_size=queue_size):
+            yield prediction.labels
 
     def close(self) -> None:
         """Release the model; the segmenter cannot be used afterwards."""
@@ -206,17 +199,3 @@ class Segmenter:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
-
-
-def class_ids(logits: np.ndarray) -> np.ndarray:
-    """Argmax over the class axis (0); for two classes a comparison, several times faster."""
-    if logits.shape[0] == 2:
-        return logits[1] > logits[0]  # ties go to class 0, as with argmax
-    return logits.argmax(axis=0)
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """Softmax over the class axis (0) of K x ... float32 logits."""
-    shifted = np.exp(logits - logits.max(axis=0, keepdims=True))
-    shifted /= shifted.sum(axis=0, keepdims=True)
-    return shifted

@@ -25,30 +25,40 @@ SIGMA_FRACTION = 0.125
 WEIGHT_FLOOR = 1e-3
 
 
-def axis_starts(length: int, tile: int, overlap: int) -> list[int]:
+def axis_starts(length: int, tile: int, overlap: int, multiple_of: int = 1) -> list[int]:
     """Start offsets of tiles covering ``length`` with at least ``overlap`` shared pixels.
 
     Every tile has the same size; the last one is shifted back inside the axis
-    instead of being padded. An axis not longer than ``tile`` gets one tile.
+    instead of being padded. An axis not longer than ``tile`` gets one tile. With
+    ``multiple_of`` > 1, ``tile`` and ``length`` must be multiples of it, and so is
+    every start (the stride shrinks to a multiple of it, so the overlap may grow).
     """
     if length < 1 or tile < 1:
         raise ValueError("length and tile must be positive")
     if not 0 <= overlap < tile:
         raise ValueError(f"overlap must be in [0, tile), got {overlap} for tile {tile}")
+    if tile % multiple_of or length % multiple_of:
+        raise ValueError(f"tile {tile} and length {length} must be multiples of {multiple_of}")
     if length <= tile:
         return [0]
-    stride = tile - overlap
+    stride = max(multiple_of, (tile - overlap) // multiple_of * multiple_of)
     starts = list(range(0, length - tile, stride))
     starts.append(length - tile)
     return starts
+
+
+def padded_length(length: int, tile: int, multiple_of: int = 1) -> int:
+    """An axis' length after padding: at least one tile, and a multiple of ``multiple_of``."""
+    return max(tile, -(-length // multiple_of) * multiple_of)
 
 
 @dataclass(frozen=True)
 class TileGrid:
     """Origins of ``tile`` x ``tile`` tiles covering a ``height`` x ``width`` frame.
 
-    A frame side shorter than the tile is padded up to it (``padded_height``,
-    ``padded_width``); tiles never leave the padded frame.
+    A frame side shorter than the tile (or, for a model that needs it, not a multiple
+    of ``multiple_of``) is padded (``padded_height``, ``padded_width``); tiles never
+    leave the padded frame.
     """
 
     height: int
@@ -56,21 +66,22 @@ class TileGrid:
     tile: int
     ys: tuple[int, ...]
     xs: tuple[int, ...]
+    multiple_of: int = 1
 
     @classmethod
-    def plan(cls, height: int, width: int, tile: int, overlap: int) -> TileGrid:
-        """Plan square tiles of side ``tile`` overlapping by ``overlap`` pixels."""
-        ys = axis_starts(max(height, tile), tile, overlap)
-        xs = axis_starts(max(width, tile), tile, overlap)
-        return cls(height, width, tile, tuple(ys), tuple(xs))
+    def plan(cls, height: int, width: int, tile: int, overlap: int, multiple_of: int = 1) -> TileGrid:
+        """Plan square tiles of side ``tile`` overlapping by at least ``overlap`` pixels."""
+        ys = axis_starts(padded_length(height, tile, multiple_of), tile, overlap, multiple_of)
+        xs = axis_starts(padded_length(width, tile, multiple_of), tile, overlap, multiple_of)
+        return cls(height, width, tile, tuple(ys), tuple(xs), multiple_of)
 
     @property
     def padded_height(self) -> int:
-        return max(self.height, self.tile)
+        return padded_length(self.height, self.tile, self.multiple_of)
 
     @property
     def padded_width(self) -> int:
-        return max(self.width, self.tile)
+        return padded_length(self.width, self.tile, self.multiple_of)
 
     @property
     def tile_pixels(self) -> int:
@@ -84,6 +95,32 @@ class TileGrid:
         for y in self.ys:
             for x in self.xs:
                 yield y, x
+
+
+@dataclass(frozen=True)
+class TilePlan:
+    """How frames are tiled: the tile side, the overlap, the tiles per model call, and
+    the multiple the model needs tile sides and origins to be. Resolved from a run spec
+    and the model contract (:meth:`ernet.runtime.spec.RunSpec.tiling`)."""
+
+    tile: int
+    overlap: int
+    batch: int = 4
+    multiple_of: int = 1
+
+    def __post_init__(self) -> None:
+        if self.tile < 1:
+            raise ValueError("tile must be at least 1")
+        if self.batch < 1:
+            raise ValueError("batch must be at least 1")
+        if not 0 <= self.overlap < self.tile:
+            raise ValueError(f"need 0 <= overlap < tile (tile {self.tile}, overlap {self.overlap})")
+        if self.tile % self.multiple_of:
+            raise ValueError(f"tile {self.tile} is not a multiple of {self.multiple_of}, as this model needs")
+
+    def grid(self, height: int, width: int) -> TileGrid:
+        """The tile grid of a ``height`` x ``width`` frame."""
+        return TileGrid.plan(height, width, self.tile, self.overlap, self.multiple_of)
 
 
 def blend_window(
@@ -107,13 +144,20 @@ def pad_to_grid(image: np.ndarray, grid: TileGrid) -> np.ndarray:
     )
 
 
+def tile_batches(
+    padded: np.ndarray, grid: TileGrid, batch: int
+) -> Iterator[tuple[list[tuple[int, int]], np.ndarray]]:
+    """The tiles of a padded C x H x W image in grid order, ``batch`` at a time, as
+    (origins, contiguous N x C x tile x tile batch); the last batch may be short."""
+    origins = list(grid)
+    t = grid.tile
+    for first in range(0, len(origins), batch):
+        chunk = origins[first : first + batch]
+        yield chunk, np.ascontiguousarray(np.stack([padded[:, y : y + t, x : x + t] for y, x in chunk]))
+
+
 def stitch_bands(
-    image: np.ndarray,
-    run_batch: RunBatch,
-    n_classes: int,
-    tile: int,
-    overlap: int,
-    batch_size: int = 4,
+    image: np.ndarray, run_batch: RunBatch, n_classes: int, plan: TilePlan
 ) -> Iterator[tuple[int, np.ndarray]]:
     """Blended logits of a C x H x W float32 ``image``, as ``(y0, band)`` row bands in order.
 
@@ -123,10 +167,9 @@ def stitch_bands(
     """
     if image.ndim != 3:
         raise ValueError(f"expected a C x H x W image, got shape {image.shape}")
-    if batch_size < 1:
-        raise ValueError("batch_size must be at least 1")
     _, height, width = image.shape
-    grid = TileGrid.plan(height, width, tile, overlap)
+    grid = plan.grid(height, width)
+    tile = plan.tile
     padded = pad_to_grid(image, grid)
     if len(grid) == 1:  # the model's output bit for bit, no blending arithmetic
         logits = run_batch(np.ascontiguousarray(padded[None]))
@@ -137,7 +180,6 @@ def stitch_bands(
     row_weight = np.zeros((tile, grid.padded_width), np.float32)
     for x in grid.xs:
         row_weight[:, x : x + tile] += weight
-    origins = list(grid)
     ys = grid.ys
     row = 0  # index into ys of the tile row being accumulated
     acc = np.zeros((n_classes, tile, grid.padded_width), np.float32)
@@ -159,10 +201,8 @@ def stitch_bands(
             carried_w[: tile - shift] += wsum[shift:]
             acc, wsum = carried_acc, carried_w
 
-    for first in range(0, len(origins), batch_size):
-        chunk = origins[first : first + batch_size]
-        tiles = np.stack([padded[:, y : y + tile, x : x + tile] for y, x in chunk])
-        logits = run_batch(np.ascontiguousarray(tiles))
+    for chunk, tiles in tile_batches(padded, grid, plan.batch):
+        logits = run_batch(tiles)
         _check_shape(logits, (len(chunk), n_classes, tile, tile))
         for (y, x), tile_logits in zip(chunk, logits, strict=True):
             while y != ys[row]:
@@ -177,15 +217,6 @@ def _check_shape(logits: np.ndarray, expected: tuple[int, ...]) -> None:
         raise ValueError(f"model returned logits of shape {logits.shape}, expected {expected}")
 
 
-def tiled_logits(
-    image: np.ndarray,
-    run_batch: RunBatch,
-    n_classes: int,
-    tile: int,
-    overlap: int,
-    batch_size: int = 4,
-) -> np.ndarray:
+def tiled_logits(image: np.ndarray, run_batch: RunBatch, n_classes: int, plan: TilePlan) -> np.ndarray:
     """The bands of :func:`stitch_bands` assembled into K x H x W float32 logits."""
-    return np.concatenate(
-        [band for _, band in stitch_bands(image, run_batch, n_classes, tile, overlap, batch_size)], axis=1
-    )
+    return np.concatenate([band for _, band in stitch_bands(image, run_batch, n_classes, plan)], axis=1)

@@ -8,11 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from ernet.runtime.metadata import ModelConfig, ModelMetadata
+from ernet.runtime.evaluation import REAL_DATA as REAL_DATA_SETTING
 
 REPO = Path(__file__).resolve().parents[1]
-REAL_DATA = REPO.parent / "shared" / "data" / "er-real"
-TINY = ModelConfig(n_feats=8, n_resgroups=2, n_resblocks=2, reduction=4)
+#: The real frames, as the tools find them when run from the repository root.
+REAL_DATA = REPO / REAL_DATA_SETTING
+#: ERNet options of the tiny random-weight test model (``ERNetConfig(**TINY_OPTIONS)``).
+TINY_OPTIONS = {"n_feats": 8, "n_resgroups": 2, "n_resblocks": 2, "reduction": 4}
 
 
 def run_cli(command: str, *args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -34,12 +36,14 @@ def real_data() -> Path:
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A checkpoint in our format: random weights, full description."""
     torch = pytest.importorskip("torch")
+    from ernet.runtime import ModelMetadata
     from ernet.training.checkpoint import save_checkpoint
-    from ernet.training.model import ERNet
+    from ernet.training.models.ernet import ERNet, ERNetConfig
 
     torch.manual_seed(0)
+    tiny = ERNetConfig(**TINY_OPTIONS)
     path = tmp_path_factory.mktemp("tiny") / "tiny.pt"
-    save_checkpoint(path, ERNet(TINY), ModelMetadata(config=TINY, tile_size=64), epoch=0)
+    save_checkpoint(path, ERNet(tiny), ModelMetadata(tiny.contract(64), tiny.architecture()), epoch=0)
     return path
 
 
@@ -47,7 +51,7 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_onnx(tiny_checkpoint: Path) -> Path:
     """The tiny checkpoint exported to ONNX (tile size 64)."""
     pytest.importorskip("onnx")
-    from ernet.export.onnx import export_checkpoint
+    from ernet.export.exporter import export_checkpoint
 
     path = tiny_checkpoint.with_suffix(".onnx")
     export_checkpoint(tiny_checkpoint, path)

@@ -10,17 +10,18 @@ import numpy as np
 import pytest
 import tifffile
 
-from ernet.runtime import Segmenter
-from ernet.runtime.backends import BackendOptions, OnnxRuntimeBackend, physical_cores
-from ernet.runtime.backends.onnxruntime import _import_onnxruntime, tensorrt_profile
+from ernet.runtime import RunSpec, Segmenter
+from ernet.runtime.backends import OnnxRuntimeBackend, physical_cores
+from ernet.runtime.backends.ort import import_onnxruntime, provider_options, session_options, tensorrt_profile
 from ernet.runtime.errors import BackendError
+from ernet.runtime.tiling import TilePlan
 
 from conftest import run_cli
 
 
 def _cuda_runs(model: Path) -> bool:
     try:
-        OnnxRuntimeBackend(model, BackendOptions("cuda"))
+        OnnxRuntimeBackend(RunSpec(model, "cuda"))
     except BackendError:
         return False
     return True
@@ -30,7 +31,7 @@ def test_explicit_provider_error_says_why_and_how_to_fix(tiny_onnx: Path) -> Non
     if _cuda_runs(tiny_onnx):
         pytest.skip("CUDA really runs here")
     with pytest.raises(BackendError) as info:
-        OnnxRuntimeBackend(tiny_onnx, BackendOptions("cuda"))
+        OnnxRuntimeBackend(RunSpec(tiny_onnx, "cuda"))
     message = str(info.value)
     assert "cannot run here" in message and "to fix: install" in message and "--fallback" in message
 
@@ -44,7 +45,7 @@ def test_fallback_runs_on_the_next_provider_and_says_so(tiny_onnx: Path, tmp_pat
     assert done.returncode == 0, done.stderr
     assert "note: provider cuda not used" in done.stderr
     assert "onnxruntime/CPUExecutionProvider" in done.stdout  # the provider that really ran
-    backend = OnnxRuntimeBackend(tiny_onnx, BackendOptions("cuda", fallback=True))
+    backend = OnnxRuntimeBackend(RunSpec(tiny_onnx, "cuda", fallback=True))
     assert backend.session is not None and backend.session.get_providers() == ["CPUExecutionProvider"]
     assert [name for name, _ in backend.fallbacks] == ["cuda"]
 
@@ -55,9 +56,11 @@ def test_tensorrt_options_fix_profiles_and_caches_by_model(tiny_onnx: Path, tmp_
         "trt_profile_opt_shapes": "image:4x1x256x256",
         "trt_profile_max_shapes": "image:4x1x256x256",
     }
-    backend = OnnxRuntimeBackend(tiny_onnx, BackendOptions("cpu", batch=3, fp16=True, cache_dir=tmp_path))
-    _, options = backend._session_options(_import_onnxruntime(), "ort-tensorrt")
-    assert options["trt_profile_opt_shapes"] == "image:3x1x64x64"  # the model's tile, the batch asked for
+    spec = RunSpec(tiny_onnx, "cpu", batch=3, fp16=True, cache_dir=tmp_path)
+    backend = OnnxRuntimeBackend(spec)
+    assert backend.plan == TilePlan(64, 16, 3)  # the model's tile and overlap, the batch asked for
+    options = provider_options("ort-tensorrt", tiny_onnx, spec, backend.plan, channels=1)
+    assert options["trt_profile_opt_shapes"] == "image:3x1x64x64"
     assert options["trt_fp16_enable"] == "True" and options["trt_engine_cache_enable"] == "True"
     cache = Path(options["trt_engine_cache_path"])
     assert cache.parent == tmp_path / "trt" and len(cache.name) == 16 and cache.is_dir()
@@ -65,14 +68,23 @@ def test_tensorrt_options_fix_profiles_and_caches_by_model(tiny_onnx: Path, tmp_
     assert options["trt_timing_cache_path"] == str(cache)
 
 
-def test_threads_default_to_physical_cores(tiny_onnx: Path) -> None:
-    cores = physical_cores()
-    assert 1 <= cores <= (os.cpu_count() or 1)
-    backend = OnnxRuntimeBackend(tiny_onnx, BackendOptions("cpu", threads=1))
-    session_options, _ = backend._session_options(_import_onnxruntime(), "cpu")
-    assert session_options.intra_op_num_threads == 1
-    default, _ = OnnxRuntimeBackend(tiny_onnx)._session_options(_import_onnxruntime(), "cpu")
-    assert default.intra_op_num_threads == cores
+def test_physical_cores_count_hyperthreads_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Four CPUs, two cores with two hyper-threads each, one CPU without topology."""
+    for cpu, (package, core) in enumerate([(0, 0), (0, 0), (0, 1), (0, 1), (1, 0)]):
+        topology = tmp_path / f"cpu{cpu}" / "topology"
+        topology.mkdir(parents=True)
+        (topology / "physical_package_id").write_text(f"{package}\n")
+        (topology / "core_id").write_text(f"{core}\n")
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3, 4, 5}, raising=False)
+    assert physical_cores(tmp_path) == 4  # cores (0,0), (0,1), (1,0), and cpu5 on its own
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    assert physical_cores(tmp_path) == 1  # this process may use only the two threads of one core
+
+
+def test_threads_default_to_physical_cores() -> None:
+    ort = import_onnxruntime()
+    assert session_options(ort, RunSpec(threads=1)).intra_op_num_threads == 1
+    assert session_options(ort, RunSpec()).intra_op_num_threads == physical_cores()
 
 
 def test_one_segmenter_shared_by_threads(tiny_onnx: Path) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TINY, run_cli
+from conftest import TINY_OPTIONS, run_cli
 
 
 def test_bench_cli_writes_results(tiny_onnx: Path, tmp_path: Path) -> None:
@@ -51,8 +51,11 @@ def test_bench_cli_writes_results(tiny_onnx: Path, tmp_path: Path) -> None:
     assert second["peak_rss_mb"] > 10 and second["raw_model_s"] > 0 and second["frames_per_s"] > 0
     assert [(r["tile"], r["batch"]) for r in result["sweep"]] == [(32, 1), (32, 2), (64, 1), (64, 2)]
     assert all(r["frames"] == 3 and r["peak_rss_mb"] > 10 for r in result["sweep"])
+    from ernet.training.models.ernet import ERNetConfig
+
     (model,) = result["comparison"]["models"]
-    assert model["flops_per_pixel"] == TINY.flops_per_pixel and 0 < model["efficiency"]
+    assert model["model"] == "F8 G2 B2 r4"
+    assert model["flops_per_pixel"] == ERNetConfig(**TINY_OPTIONS).flops_per_pixel and 0 < model["efficiency"]
     assert [f["frame"] for f in model["frames"]] == ["64x80", "100x90"]
     assert model["frames"][0]["speedup_onnx_tiled"] > 0 and model["frames"][0]["int8_over_fp32"] > 0
     assert (tmp_path / "results.png").read_bytes()[:4] == b"\x89PNG"
@@ -62,9 +65,10 @@ def test_bench_cli_writes_results(tiny_onnx: Path, tmp_path: Path) -> None:
 
 def test_flops_are_counted_from_the_onnx_graph(tiny_onnx: Path) -> None:
     from ernet.benchmarks.ceiling import onnx_flops_per_pixel
+    from ernet.training.models.ernet import ERNetConfig
 
     # The attention branch's 1x1 convolutions run on pooled vectors: not per pixel.
-    assert onnx_flops_per_pixel(tiny_onnx) == TINY.flops_per_pixel
+    assert onnx_flops_per_pixel(tiny_onnx) == ERNetConfig(**TINY_OPTIONS).flops_per_pixel
 
 
 def test_gemm_rate_is_measured_per_thread() -> None:

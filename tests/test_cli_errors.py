@@ -79,11 +79,9 @@ def _foreign_onnx(d: Path) -> Path:
 
 
 def _ernet_metadata_wrong_io(d: Path) -> Path:
-    from ernet.runtime.metadata import ModelMetadata
+    from ernet.runtime import ModelMetadata
 
-    from conftest import TINY
-
-    return _identity_onnx(d / "renamed.onnx", ModelMetadata(config=TINY).to_props())
+    return _identity_onnx(d / "renamed.onnx", ModelMetadata().to_props())
 
 
 MODEL_CASES: dict[str, tuple[Callable[[Path], Path], str]] = {
@@ -131,10 +129,11 @@ def test_an_input_is_never_an_output(tiny_onnx: Path, tmp_path: Path) -> None:
 
 
 def test_unavailable_provider_is_refused_not_faked(tiny_onnx: Path, tmp_path: Path) -> None:
-    from ernet.runtime.backends import BackendOptions, OnnxRuntimeBackend
+    from ernet.runtime import RunSpec
+    from ernet.runtime.backends import OnnxRuntimeBackend
 
     try:
-        OnnxRuntimeBackend(tiny_onnx, BackendOptions("cuda"))
+        OnnxRuntimeBackend(RunSpec(tiny_onnx, "cuda"))
     except Exception:
         pass
     else:
@@ -171,7 +170,7 @@ def test_disk_full_while_writing_leaves_nothing(
 
     from typer.testing import CliRunner
 
-    from ernet.runtime import cli
+    from ernet.runtime.cli import infer
 
     stack = tmp_path / "s.tif"
     tifffile.imwrite(stack, np.zeros((3, 16, 16), np.uint8), photometric="minisblack")
@@ -185,7 +184,7 @@ def test_disk_full_while_writing_leaves_nothing(
 
     monkeypatch.setattr(tifffile, "imwrite", fills_the_disk)
     before = _snapshot(tmp_path)
-    result = CliRunner().invoke(cli.app, [str(stack), "--model", str(tiny_onnx), "--provider", "cpu", "-q"])
+    result = CliRunner().invoke(infer.app, [str(stack), "--model", str(tiny_onnx), "--provider", "cpu", "-q"])
     monkeypatch.setattr(tifffile, "imwrite", real_imwrite)
     assert result.exit_code == 1
     assert "s_mask.tif: cannot write (No space left on device)" in result.output

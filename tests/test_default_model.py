@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from ernet.runtime import Segmenter
-from ernet.runtime.segmenter import DEFAULT_MODEL
+from ernet.runtime import DEFAULT_MODEL, Segmenter
 
 from conftest import run_cli
 
@@ -21,8 +20,8 @@ def test_default_model_is_embedded_and_small() -> None:
     assert DEFAULT_MODEL.is_file()
     assert DEFAULT_MODEL.stat().st_size < 4 * 2**20
     meta = Segmenter(provider="cpu").metadata
-    assert meta.class_names == ("background", "ER")
-    assert meta.normalization.mode == "percentile"
+    assert meta.contract.class_names == ("background", "ER")
+    assert meta.contract.normalization.mode == "percentile"
     assert meta.source_checkpoint_sha256 and meta.provenance["training"]["seed"] == 0
 
 
@@ -60,15 +59,16 @@ def test_background_only_tiles_stay_dark() -> None:
 
 def test_default_model_on_the_real_frames(real_data: Path) -> None:
     pytest.importorskip("scipy")
-    from ernet.benchmarks.validate import frame_scores, local_threshold
+    from ernet.runtime.evaluation import foreground_scores
+    from ernet.runtime.evaluation.validate import local_threshold
     from ernet.runtime.io import labelled_pairs, open_image
 
     seg = Segmenter(provider="cpu")
     ious = []
     for _, image_path, mask_path in labelled_pairs(real_data):
         frame, truth = open_image(image_path).data, open_image(mask_path).data
-        iou = frame_scores(seg.segment(frame), truth)["iou"]
-        baseline = frame_scores(local_threshold(frame), truth)["iou"]
+        iou = foreground_scores(seg.segment(frame), truth)["iou"]
+        baseline = foreground_scores(local_threshold(frame), truth)["iou"]
         assert iou > baseline + 0.1, image_path.name  # clearly above the classical baseline
         ious.append(iou)
     assert np.mean(ious) >= MEAN_IOU_BAR

@@ -90,7 +90,7 @@ def test_whole_frame_in_one_tile_equals_untiled_inference(tiny_onnx: Path) -> No
     seg = Segmenter(tiny_onnx, provider="cpu")
     assert seg.tile == 64 and seg.overlap == 16  # the model's training crop, a quarter overlap
     frame = np.random.default_rng(0).integers(0, 4000, (64, 64), dtype=np.uint16)
-    untiled = seg.backend.run(seg.normalization.apply(frame)[None, None])[0]
+    untiled = seg.run_model(seg.normalization.apply(frame)[None, None])[0]
     np.testing.assert_array_equal(seg.logits(frame), untiled)
     np.testing.assert_array_equal(seg.segment(frame), untiled.argmax(0).astype(np.uint8))
     probabilities = seg.probabilities(frame)
@@ -114,7 +114,7 @@ def test_large_frame_is_tiled_close_to_whole_frame(tiny_onnx: Path) -> None:
     """Channel attention pools globally, so tiling is not exact; it must stay close."""
     seg = Segmenter(tiny_onnx, provider="cpu", tile=64, overlap=16)
     frame = np.random.default_rng(2).integers(0, 255, (150, 170), dtype=np.uint8)
-    whole = seg.backend.run(seg.normalization.apply(frame)[None, None])[0].argmax(0)
+    whole = seg.run_model(seg.normalization.apply(frame)[None, None])[0].argmax(0)
     assert (seg.segment(frame) == whole).mean() > 0.9
 
 

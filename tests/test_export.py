@@ -11,17 +11,19 @@ import pytest
 torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 
-from ernet.export import onnx as export_onnx  # noqa: E402
-from ernet.export.onnx import ATOL, RTOL, ParityError, export_checkpoint  # noqa: E402
-from ernet.runtime.backends import BackendOptions, OnnxRuntimeBackend  # noqa: E402
+from ernet.export import exporter  # noqa: E402
+from ernet.export.exporter import ATOL, RTOL, ParityError, export_checkpoint  # noqa: E402
+from ernet.runtime import RunSpec  # noqa: E402
+from ernet.runtime.backends import OnnxRuntimeBackend  # noqa: E402
 from ernet.runtime.io import file_sha256  # noqa: E402
-from ernet.runtime.metadata import ModelConfig  # noqa: E402
-from ernet.training.model import ERNet  # noqa: E402
+from ernet.training.models.ernet import ERNet, ERNetConfig  # noqa: E402
 
-from conftest import TINY, run_cli  # noqa: E402
+from conftest import TINY_OPTIONS, run_cli  # noqa: E402
+
+TINY = ERNetConfig(**TINY_OPTIONS)
 
 
-def _published_format(tmp_path: Path, cfg: ModelConfig, dataparallel: bool) -> Path:
+def _published_format(tmp_path: Path, cfg: ERNetConfig, dataparallel: bool) -> Path:
     torch.manual_seed(3)
     state = ERNet(cfg).state_dict()
     if dataparallel:
@@ -45,12 +47,12 @@ def test_published_format_checkpoint_exports_with_parity(dataparallel: bool, tmp
     x = np.random.default_rng(5).random((3, 1, 41, 130), dtype=np.float32)
     with torch.no_grad():
         expected = model(torch.from_numpy(x)).numpy()
-    actual = OnnxRuntimeBackend(output, BackendOptions("cpu")).run(x)
+    actual = OnnxRuntimeBackend(RunSpec(output, "cpu")).run(x)
     np.testing.assert_allclose(actual, expected, atol=ATOL, rtol=RTOL)
 
 
 def test_published_size_exports_with_parity(tmp_path: Path) -> None:
-    results = export_checkpoint(_published_format(tmp_path, ModelConfig(), True), tmp_path / "full.onnx")
+    results = export_checkpoint(_published_format(tmp_path, ERNetConfig(), True), tmp_path / "full.onnx")
     assert all(r.within_tolerance and r.argmax_agreement > 0.999 for r in results)
 
 
@@ -73,8 +75,11 @@ def test_onnx_contract(tiny_checkpoint: Path, tiny_onnx: Path) -> None:
     assert isinstance(dims[0], str) and dims[1] == 1 and isinstance(dims[2], str) and isinstance(dims[3], str)
     assert "ReduceMean" in {n.op_type for n in model.graph.node}  # attention pooling
     meta = json.loads({p.key: p.value for p in model.metadata_props}["ernet"])
-    assert meta["config"]["n_feats"] == TINY.n_feats and meta["class_names"] == ["background", "ER"]
-    assert meta["tile_size"] == 64 and meta["normalization"]["mode"] == "percentile"
+    contract = meta["contract"]
+    assert meta["architecture"] == {"name": "ERNet-RCAN", "config": TINY.architecture().config}
+    assert meta["architecture"]["config"]["n_feats"] == TINY.n_feats
+    assert contract["class_names"] == ["background", "ER"] and contract["in_channels"] == 1
+    assert contract["tiles"]["size"] == 64 and contract["normalization"]["mode"] == "percentile"
     assert meta["source_checkpoint_sha256"] == file_sha256(tiny_checkpoint)
     assert meta["package_version"]
 
@@ -82,14 +87,14 @@ def test_onnx_contract(tiny_checkpoint: Path, tiny_onnx: Path) -> None:
 def test_failed_parity_writes_nothing(
     tiny_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = export_onnx.to_onnx_proto
+    real = exporter.to_onnx_proto
 
     def perturbed(model: ERNet, *args, **kwargs):  # noqa: ANN002, ANN003, ANN202
         other = ERNet(model.config)
         other.load_state_dict({k: v + 0.01 for k, v in model.state_dict().items()})
         return real(other, *args, **kwargs)
 
-    monkeypatch.setattr(export_onnx, "to_onnx_proto", perturbed)
+    monkeypatch.setattr(exporter, "to_onnx_proto", perturbed)
     with pytest.raises(ParityError, match="does not match PyTorch"):
         export_checkpoint(tiny_checkpoint, tmp_path / "bad.onnx")
     assert list(tmp_path.iterdir()) == []

@@ -15,20 +15,20 @@ from onnx import TensorProto  # noqa: E402
 
 from ernet.export import verify  # noqa: E402
 from ernet.export.artefacts import (  # noqa: E402
-    _write_variant,
     calibration_frames,
     export_all,
-    metadata_of,
     report_path,
     variant_path,
+    write_variant,
 )
-from ernet.export.onnx import ParityError  # noqa: E402
-from ernet.export.precision import attention_branches, quantize_int8, to_fp16  # noqa: E402
-from ernet.runtime import Segmenter  # noqa: E402
+from ernet.export.exporter import ParityError  # noqa: E402
+from ernet.export.precision import quantize_int8, to_fp16  # noqa: E402
+from ernet.runtime import DEFAULT_MODEL, Segmenter  # noqa: E402
+from ernet.runtime.backends import read_onnx_metadata  # noqa: E402
 from ernet.runtime.backends.trt_engine import tensorrt_unavailable_reason  # noqa: E402
 from ernet.runtime.errors import ModelError  # noqa: E402
 from ernet.runtime.io import file_sha256  # noqa: E402
-from ernet.runtime.segmenter import DEFAULT_MODEL  # noqa: E402
+from ernet.training.models.ernet import FP16_POLICY, attention_branches  # noqa: E402
 
 from conftest import run_cli  # noqa: E402
 
@@ -39,7 +39,7 @@ def _producers(graph: onnx.GraphProto) -> dict[str, onnx.NodeProto]:
 
 def test_fp16_graph_is_fp16_except_io_and_channel_attention() -> None:
     fp32 = onnx.load(DEFAULT_MODEL)
-    fp16 = to_fp16(fp32)
+    fp16 = to_fp16(fp32, FP16_POLICY)
     graph = fp16.graph
     assert [i.type.tensor_type.elem_type for i in graph.input] == [TensorProto.FLOAT]
     assert [o.type.tensor_type.elem_type for o in graph.output] == [TensorProto.FLOAT]
@@ -65,12 +65,12 @@ def test_fp16_refuses_operators_it_does_not_know() -> None:
     model = onnx.load(DEFAULT_MODEL)
     model.graph.node[1].op_type = "LeakyRelu"
     with pytest.raises(ValueError, match="LeakyRelu"):
-        to_fp16(model)
+        to_fp16(model, FP16_POLICY)
 
 
 def test_int8_is_static_qdq_u8_activations_s8_per_channel_weights(tmp_path: Path) -> None:
     output = tmp_path / "m.int8.onnx"
-    quantize_int8(DEFAULT_MODEL, output, calibration_frames(metadata_of(DEFAULT_MODEL)))
+    quantize_int8(DEFAULT_MODEL, output, calibration_frames(read_onnx_metadata(DEFAULT_MODEL)))
     graph = onnx.load(output).graph
     initializers = {i.name: i for i in graph.initializer}
     quantize = [n for n in graph.node if n.op_type == "QuantizeLinear"]
@@ -89,26 +89,23 @@ def test_variants_carry_the_reference_metadata_and_pass_their_gates(tmp_path: Pa
     reference = tmp_path / "model.onnx"
     reference.write_bytes(DEFAULT_MODEL.read_bytes())
     data = [verify.generated_frames(range(9000, 9002))]
-    fp16 = _write_variant(reference, "fp16", data, lambda tmp: onnx.save(to_fp16(onnx.load(reference)), tmp))
+    fp16 = write_variant(
+        reference, "fp16", data, lambda tmp: onnx.save(to_fp16(onnx.load(reference), FP16_POLICY), tmp)
+    )
     assert fp16.passed and fp16.comparisons[0].argmax_agreement >= verify.MIN_FP16_AGREEMENT
-    int8 = _write_variant(
+    int8 = write_variant(
         reference,
         "int8",
         data,
-        lambda tmp: quantize_int8(reference, tmp, calibration_frames(metadata_of(reference))),
+        lambda tmp: quantize_int8(reference, tmp, calibration_frames(read_onnx_metadata(reference))),
     )
     assert int8.passed and int8.comparisons[0].iou_drop <= verify.MAX_INT8_IOU_DROP
-    base = metadata_of(reference)
+    base = read_onnx_metadata(reference)
     for precision in ("fp16", "int8"):
         path = variant_path(reference, precision)
-        meta = metadata_of(path)
+        meta = read_onnx_metadata(path)
         assert meta.precision == precision
-        assert (meta.config, meta.class_names, meta.normalization, meta.tile_size) == (
-            base.config,
-            base.class_names,
-            base.normalization,
-            base.tile_size,
-        )
+        assert (meta.contract, meta.architecture) == (base.contract, base.architecture)
         with Segmenter(path, provider="cpu") as seg:  # the runtime opens every artefact alike
             assert seg.metadata.precision == precision
         report = json.loads(report_path(path).read_text())
@@ -124,7 +121,9 @@ def test_a_variant_that_fails_its_gate_is_not_written_but_its_report_is(
     monkeypatch.setattr(verify, "MIN_FP16_AGREEMENT", 1.01)  # unreachable
     data = [verify.generated_frames(range(9000, 9001))]
     with pytest.raises(ParityError, match="fails its gate"):
-        _write_variant(reference, "fp16", data, lambda tmp: onnx.save(to_fp16(onnx.load(reference)), tmp))
+        write_variant(
+            reference, "fp16", data, lambda tmp: onnx.save(to_fp16(onnx.load(reference), FP16_POLICY), tmp)
+        )
     assert not variant_path(reference, "fp16").exists()
     report = json.loads(report_path(variant_path(reference, "fp16")).read_text())
     assert report["passed"] is False
@@ -170,7 +169,7 @@ def test_variants_of_an_exported_model_without_its_checkpoint(tmp_path: Path) ->
         f"default.onnx (fp32): from {DEFAULT_MODEL}, not re-checked against PyTorch (no checkpoint given)"
     )
     fp16 = variant_path(output, "fp16")
-    assert metadata_of(fp16).provenance["reference_onnx_sha256"] == file_sha256(DEFAULT_MODEL)
+    assert read_onnx_metadata(fp16).provenance["reference_onnx_sha256"] == file_sha256(DEFAULT_MODEL)
     with pytest.raises(ModelError, match="an fp16 model; variants derive from an fp32 model"):
         export_all(fp16, tmp_path / "again.onnx", variants=("fp16",), engine=False)
     with pytest.raises(ValueError, match="--tile-size applies when exporting a checkpoint"):

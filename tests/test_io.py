@@ -243,5 +243,5 @@ def test_ome_pixel_size_is_read(tmp_path: Path) -> None:
 def test_outputs_past_4_gib_are_bigtiff(tmp_path: Path) -> None:
     small = TiffStackWriter(tmp_path / "s.tif", (10, 64, 64), "TYX", np.uint8)
     huge = TiffStackWriter(tmp_path / "h.tif", (5000, 1040, 1392), "TYX", np.uint8)  # 7.2 GB
-    assert not small.bigtiff and small._kwargs["imagej"]
-    assert huge.bigtiff and not huge._kwargs["imagej"]  # ImageJ hyperstacks cannot be BigTIFF
+    assert not small.bigtiff and small.imagej
+    assert huge.bigtiff and not huge.imagej  # ImageJ hyperstacks cannot be BigTIFF

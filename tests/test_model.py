@@ -11,11 +11,12 @@ torch = pytest.importorskip("torch")
 import torch.nn.functional as F  # noqa: E402
 
 from ernet.runtime.errors import ModelError  # noqa: E402
-from ernet.runtime.metadata import ModelConfig  # noqa: E402
-from ernet.training.checkpoint import infer_config, load_checkpoint  # noqa: E402
-from ernet.training.model import ERNet  # noqa: E402
+from ernet.training.checkpoint import load_checkpoint  # noqa: E402
+from ernet.training.models.ernet import ERNet, ERNetConfig, infer_config  # noqa: E402
 
-from conftest import TINY  # noqa: E402
+from conftest import TINY_OPTIONS  # noqa: E402
+
+TINY = ERNetConfig(**TINY_OPTIONS)
 
 
 def test_published_size_has_published_parameter_count() -> None:
@@ -23,7 +24,7 @@ def test_published_size_has_published_parameter_count() -> None:
 
 
 def test_parameter_names_are_the_published_ones() -> None:
-    cfg = ModelConfig()
+    cfg = ERNetConfig()
     names = set(ERNet(cfg).state_dict())
     expected = {
         "head.0.weight",
@@ -42,7 +43,7 @@ def test_parameter_names_are_the_published_ones() -> None:
     assert names == expected
 
 
-def reference_forward(state: dict, cfg: ModelConfig, x: torch.Tensor) -> torch.Tensor:
+def reference_forward(state: dict, cfg: ERNetConfig, x: torch.Tensor) -> torch.Tensor:
     """The published function written out from its description, weights by name."""
     conv = lambda t, k: F.conv2d(t, state[f"{k}.weight"], state[f"{k}.bias"], padding="same")  # noqa: E731
     head = conv(x, "head.0")
@@ -76,12 +77,12 @@ def test_module_computes_the_published_function(shape: tuple[int, ...]) -> None:
 @pytest.mark.parametrize(
     "cfg",
     [
-        ModelConfig(),
+        ERNetConfig(),
         TINY,
-        ModelConfig(in_channels=2, n_classes=4, n_feats=16, n_resgroups=3, n_resblocks=1, reduction=8),
+        ERNetConfig(in_channels=2, n_classes=4, n_feats=16, n_resgroups=3, n_resblocks=1, reduction=8),
     ],
 )
-def test_config_is_inferred_from_weights(cfg: ModelConfig) -> None:
+def test_config_is_inferred_from_weights(cfg: ERNetConfig) -> None:
     assert infer_config(ERNet(cfg).state_dict()) == cfg
 
 
@@ -99,8 +100,9 @@ def test_published_checkpoint_formats_load(layout: str, tmp_path: Path) -> None:
     )
     torch.save(obj, tmp_path / "ck.pth")
     loaded = load_checkpoint(tmp_path / "ck.pth")
-    assert loaded.metadata.config == TINY
-    assert loaded.metadata.normalization.mode == "scale" and loaded.metadata.normalization.scale == 255
+    assert ERNetConfig.of(loaded.metadata.architecture, loaded.metadata.contract) == TINY
+    normalization = loaded.metadata.contract.normalization
+    assert normalization.mode == "scale" and normalization.scale == 255
     x = torch.rand(1, 1, 40, 40)
     with torch.no_grad():
         torch.testing.assert_close(loaded.model(x), model.eval()(x), rtol=0, atol=0)

@@ -19,7 +19,9 @@ def _python(code: str, cwd: Path) -> str:
     return done.stdout.strip()
 
 
-@pytest.mark.parametrize("module", ["ernet.runtime", "ernet.runtime.cli"])
+@pytest.mark.parametrize(
+    "module", ["ernet.runtime", "ernet.runtime.cli.infer", "ernet.runtime.cli.analyze", "ernet.runtime.io"]
+)
 def test_runtime_imports_without_heavy_dependencies(module: str, tmp_path: Path) -> None:
     out = _python(f"import sys, {module}; print(sorted(m for m in {HEAVY!r} if m in sys.modules))", tmp_path)
     assert out == "[]"
@@ -28,7 +30,7 @@ def test_runtime_imports_without_heavy_dependencies(module: str, tmp_path: Path)
 def test_ernet_infer_help_loads_no_heavy_dependency(tmp_path: Path) -> None:
     code = (
         "import sys; sys.argv = ['ernet-infer', '--help']\n"
-        "from ernet.runtime.cli import main\n"
+        "from ernet.runtime.cli.infer import main\n"
         "try:\n    main()\nexcept SystemExit:\n    pass\n"
         f"print('LOADED', sorted(m for m in {HEAVY!r} if m in sys.modules))"
     )
@@ -104,17 +106,16 @@ def test_base_install_is_the_runtime_alone() -> None:
 
 
 def test_warns_when_two_onnxruntime_distributions_are_installed(monkeypatch: pytest.MonkeyPatch) -> None:
-    from ernet.runtime.backends import onnxruntime as backend
+    from ernet.runtime.backends import ort
 
-    monkeypatch.setattr(
-        backend, "installed_onnxruntime_distributions", lambda: ["onnxruntime", "onnxruntime-gpu"]
-    )
+    both = ["onnxruntime", "onnxruntime-gpu"]
+    monkeypatch.setattr(ort, "installed_onnxruntime_distributions", lambda: both)
     with pytest.warns(RuntimeWarning, match="onnxruntime, onnxruntime-gpu"):
-        backend._import_onnxruntime()
-    monkeypatch.setattr(backend, "installed_onnxruntime_distributions", lambda: ["onnxruntime-gpu"])
+        ort.import_onnxruntime()
+    monkeypatch.setattr(ort, "installed_onnxruntime_distributions", lambda: ["onnxruntime-gpu"])
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        backend._import_onnxruntime()
+        ort.import_onnxruntime()
 
 
 def test_wheel_installs_nothing_but_the_ernet_package(tmp_path: Path) -> None:
@@ -138,5 +139,11 @@ def test_wheel_installs_nothing_but_the_ernet_package(tmp_path: Path) -> None:
     import zipfile
 
     (wheel,) = tmp_path.glob("ernet-*.whl")
-    top = {name.split("/")[0] for name in zipfile.ZipFile(wheel).namelist()}
+    names = zipfile.ZipFile(wheel).namelist()
+    top = {name.split("/")[0] for name in names}
     assert top == {"ernet", wheel.name.split("-py3")[0] + ".dist-info"}
+    # every sub-package of every layer is packaged without being listed anywhere, and the model
+    layers = ("runtime", "training", "export", "benchmarks")
+    inits = {f"ernet/{p.relative_to(REPO)}" for layer in layers for p in (REPO / layer).rglob("__init__.py")}
+    assert inits <= set(names)
+    assert "ernet/runtime/models/default.onnx" in names and "ernet/runtime/py.typed" in names

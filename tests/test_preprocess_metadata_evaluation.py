@@ -1,11 +1,11 @@
-"""Normalisation and the model description that carries it."""
+"""Normalisation, the model contract and the description that carries it, and scores."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from ernet.runtime.metadata import ModelConfig, ModelMetadata
+from ernet.runtime import ArchitectureSpec, ModelContract, ModelMetadata, TileSpec
 from ernet.runtime.preprocess import Normalization
 
 
@@ -48,10 +48,13 @@ def test_invalid_normalisation_is_refused(bad: dict) -> None:
 
 def test_metadata_round_trips_through_onnx_props() -> None:
     meta = ModelMetadata(
-        config=ModelConfig(n_classes=3, n_feats=16),
-        class_names=("bg", "tubule", "sheet"),
-        normalization=Normalization.original(),
-        tile_size=128,
+        contract=ModelContract(
+            class_names=("bg", "tubule", "sheet"),
+            network_classes=(1,),
+            normalization=Normalization.original(),
+            tiles=TileSpec(128, multiple_of=8, overlap=0.5),
+        ),
+        architecture=ArchitectureSpec("Some-Swin", {"depths": [6, 6], "window": 8}),
         provenance={"training": {"epochs": 3}},
     )
     assert ModelMetadata.from_props(meta.to_props()) == meta
@@ -59,18 +62,77 @@ def test_metadata_round_trips_through_onnx_props() -> None:
 
 def test_metadata_refuses_inconsistent_or_newer_descriptions() -> None:
     with pytest.raises(ValueError, match="class names"):
-        ModelMetadata(class_names=("only-one",))
+        ModelContract(class_names=("only-one",))
+    with pytest.raises(ValueError, match="network classes"):
+        ModelContract(network_classes=(0,))
+    with pytest.raises(ValueError, match="not a multiple of 32"):
+        TileSpec(100, multiple_of=32)
     with pytest.raises(ValueError, match="newer"):
         ModelMetadata.from_dict({**ModelMetadata().to_dict(), "format_version": 99})
     with pytest.raises(KeyError):
         ModelMetadata.from_props({"other": "{}"})
 
 
-def test_flops_per_pixel_of_published_model() -> None:
-    # 2 x (multiply-adds of every conv per pixel): 2 x (3,944,138 params - biases - attention) roughly
-    assert ModelConfig().flops_per_pixel == 2 * (
-        9 * 64 + 5 * (10 * 2 * 9 * 64 * 64 + 9 * 64 * 64) + 9 * 64 * 64 + 64 * 2
+def test_format_1_descriptions_still_load() -> None:
+    """Every artefact exported before the contract was split from the architecture."""
+    old = {
+        "format_version": 1,
+        "architecture": "ERNet-RCAN",
+        "config": {
+            "in_channels": 1,
+            "n_classes": 3,
+            "n_feats": 16,
+            "n_resgroups": 2,
+            "n_resblocks": 2,
+            "reduction": 4,
+        },
+        "class_names": ["background", "tubule", "sheet"],
+        "normalization": {"mode": "scale", "scale": 255.0, "low": 1.0, "high": 99.0, "clip": False},
+        "tile_size": 128,
+        "precision": "fp16",
+        "source_checkpoint_sha256": "ab" * 32,
+        "package_version": "0.1.0",
+        "provenance": {"epoch": 3},
+    }
+    meta = ModelMetadata.from_dict(old)
+    assert meta.contract == ModelContract(
+        class_names=("background", "tubule", "sheet"),
+        normalization=Normalization.original(),
+        tiles=TileSpec(128),
     )
+    assert meta.architecture == ArchitectureSpec(
+        "ERNet-RCAN", {"n_feats": 16, "n_resgroups": 2, "n_resblocks": 2, "reduction": 4}
+    )
+    assert meta.precision == "fp16" and meta.source_checkpoint_sha256 == "ab" * 32
+    assert meta.provenance == {"epoch": 3}
+    with pytest.raises(ValueError, match="2 class names for 3 classes"):
+        ModelMetadata.from_dict({**old, "class_names": ["a", "b"]})
+
+
+def test_the_embedded_default_model_is_a_format_1_artefact_that_loads() -> None:
+    import json
+
+    from ernet.runtime import DEFAULT_MODEL
+    from ernet.runtime.backends import read_onnx_metadata
+
+    raw = DEFAULT_MODEL.read_bytes()
+    assert b'"format_version": 1' in raw
+    meta = read_onnx_metadata(DEFAULT_MODEL)
+    assert meta.architecture.name == "ERNet-RCAN" and meta.architecture.config["n_feats"] == 16
+    assert meta.contract.tiles.size == 256 and meta.contract.class_names == ("background", "ER")
+    assert json.loads(meta.to_json())["format_version"] == 2
+
+
+def test_flops_per_pixel_of_published_model() -> None:
+    pytest.importorskip("torch")
+    from ernet.training.models import get_architecture
+    from ernet.training.models.ernet import ERNetConfig
+
+    # 2 x (multiply-adds of every conv per pixel): 2 x (3,944,138 params - biases - attention) roughly
+    published = 2 * (9 * 64 + 5 * (10 * 2 * 9 * 64 * 64 + 9 * 64 * 64) + 9 * 64 * 64 + 64 * 2)
+    assert ERNetConfig().flops_per_pixel == published
+    ernet = get_architecture("ERNet-RCAN")  # the registry's FLOP counter is the architecture's
+    assert ernet.flops_per_pixel(ernet.complete(ArchitectureSpec()), ModelContract()) == published
 
 
 def test_scores_from_confusion() -> None:

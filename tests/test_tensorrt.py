@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 import tifffile
 
-from ernet.runtime import Segmenter
-from ernet.runtime.backends import BackendOptions, open_backend
+from ernet.runtime import ModelMetadata, RunSpec, Segmenter
+from ernet.runtime.backends import open_backend
 from ernet.runtime.backends.base import Profile
-from ernet.runtime.backends.onnxruntime import tensorrt_profile
+from ernet.runtime.backends.ort import tensorrt_profile
 from ernet.runtime.backends.trt_engine import (
     EngineKey,
     EngineManifest,
@@ -32,7 +32,6 @@ from ernet.runtime.backends.trt_engine import (
 )
 from ernet.runtime.errors import BackendError, ModelError
 from ernet.runtime.io import file_sha256
-from ernet.runtime.metadata import ModelMetadata
 
 from conftest import run_cli
 
@@ -59,8 +58,8 @@ class FakeBuilder:
         )
 
 
-def _options(tmp_path: Path, **kwargs: object) -> BackendOptions:
-    return replace(BackendOptions("tensorrt", cache_dir=tmp_path / "cache"), **kwargs)  # type: ignore[arg-type]
+def _options(tmp_path: Path, **kwargs: object) -> RunSpec:
+    return replace(RunSpec(provider="tensorrt", cache_dir=tmp_path / "cache"), **kwargs)  # type: ignore[arg-type]
 
 
 def test_profile_from_tile_and_batch() -> None:
@@ -96,7 +95,7 @@ def test_engines_are_built_once_cached_by_key_and_described(tiny_onnx: Path, tmp
     engine, manifest = build_or_load_engine(tiny_onnx, _options(tmp_path), target=H100, build=build)
     assert engine.parent == tmp_path / "cache" / "trt-engines" and engine.suffix == ".plan"
     assert manifest.key.onnx_sha256 == file_sha256(tiny_onnx) and manifest.key.profile.max == (4, 1, 64, 64)
-    assert manifest.metadata.config.n_feats == 8  # the model's description travels with the engine
+    assert manifest.metadata.architecture.config["n_feats"] == 8  # the model's description travels with it
     saved = json.loads(manifest_path(engine).read_text())
     assert saved["format"] == "ernet-tensorrt-engine" and saved["key"]["target"]["gpu_name"] == H100.gpu_name
     assert saved["key_digest"] == manifest.key.digest()
@@ -215,14 +214,14 @@ def test_segmenter_api_takes_engines_and_falls_back_by_option(tiny_onnx: Path, t
     with Segmenter(tiny_onnx, engine=tmp_path / "m.plan", fallback=True) as seg:
         assert seg.backend.fallbacks[0][0] == "tensorrt"
         assert seg.backend.description.startswith("onnxruntime/")
-    auto = open_backend(tiny_onnx, BackendOptions("auto"))
+    auto = open_backend(RunSpec(tiny_onnx, "auto"))
     assert auto.fallbacks[0][0] == "tensorrt"  # auto tries native TensorRT first, and says why not
 
 
 def test_cuda_errors_name_the_call_through_the_real_bindings() -> None:
     """cuda-bindings imports without a GPU: its error results become one-line BackendErrors."""
     cudart = pytest.importorskip("cuda.bindings.runtime")
-    from ernet.runtime.backends.cuda import Stream, device_properties
+    from ernet.runtime.backends.gpu import Stream, device_properties
 
     error, count = cudart.cudaGetDeviceCount()
     if error == cudart.cudaError_t.cudaSuccess and count > 0:
@@ -319,11 +318,11 @@ class FakeDevice:
 
     def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
         """Route the runner's TensorRT and CUDA calls here."""
-        from ernet.runtime.backends import cuda, tensorrt
+        from ernet.runtime.backends import gpu, trt
 
         monkeypatch.setitem(sys.modules, "tensorrt", self.tensorrt)
-        monkeypatch.setattr(cuda, "Stream", self.Stream)
-        monkeypatch.setattr(tensorrt, "current_target", lambda: H100)
+        monkeypatch.setattr(gpu, "Stream", self.Stream)
+        monkeypatch.setattr(trt, "current_target", lambda: H100)
 
 
 def test_native_runner_feeds_the_tiler_through_its_buffers(
@@ -342,7 +341,7 @@ def test_native_runner_feeds_the_tiler_through_its_buffers(
         assert sum(device.batches) == 9 and min(device.batches) < seg.batch  # a short batch too
         with pytest.raises(BackendError, match="outside the engine's profile"):
             seg.backend.run(np.zeros((5, 1, 64, 64), np.float32))
-    normalised = seg.metadata.normalization.apply(frame)
+    normalised = seg.normalization.apply(frame)
     clear = np.abs(normalised - 0.5) > 1e-4  # away from the decision boundary's rounding
     np.testing.assert_array_equal(labels[clear], (normalised > 0.5)[clear])
     assert [s.closed for s in device.streams] == [True]
@@ -388,14 +387,15 @@ def test_fp16_engine_agrees_with_fp32_on_generated_frames(tmp_path: Path) -> Non
     """On a GPU: the fp16 graph runs in fp16 arithmetic, which the CPU check cannot do."""
     onnx = pytest.importorskip("onnx")
     pytest.importorskip("scipy")
-    from ernet.export.artefacts import metadata_of
     from ernet.export.precision import to_fp16, variant_metadata, with_metadata
     from ernet.export.verify import MIN_FP16_AGREEMENT, generated_frames
-    from ernet.runtime.segmenter import DEFAULT_MODEL
+    from ernet.runtime import DEFAULT_MODEL
+    from ernet.runtime.backends import read_onnx_metadata
+    from ernet.training.models.ernet import FP16_POLICY
 
     fp16 = tmp_path / "default.fp16.onnx"
-    metadata = variant_metadata(metadata_of(DEFAULT_MODEL), "fp16", file_sha256(DEFAULT_MODEL))
-    onnx.save(with_metadata(to_fp16(onnx.load(DEFAULT_MODEL)), metadata), fp16)
+    metadata = variant_metadata(read_onnx_metadata(DEFAULT_MODEL), "fp16", file_sha256(DEFAULT_MODEL))
+    onnx.save(with_metadata(to_fp16(onnx.load(DEFAULT_MODEL), FP16_POLICY), metadata), fp16)
     data = generated_frames(range(9000, 9002))
     with (
         Segmenter(DEFAULT_MODEL, provider="cpu") as cpu,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ernet.runtime.tiling import TileGrid, axis_starts, blend_window, stitch_bands, tiled_logits
+from ernet.runtime.tiling import TileGrid, TilePlan, axis_starts, blend_window, stitch_bands, tiled_logits
 
 
 @pytest.mark.parametrize("length", [1, 5, 63, 64, 65, 100, 129, 1000, 1392])
@@ -54,7 +54,7 @@ def _pixelwise_model(batch: np.ndarray) -> np.ndarray:
 @pytest.mark.parametrize("batch_size", [1, 3, 16])
 def test_stitching_reproduces_a_pixelwise_model(shape: tuple[int, ...], batch_size: int) -> None:
     image = np.random.default_rng(0).random(shape, dtype=np.float32)
-    out = tiled_logits(image, _pixelwise_model, 2, tile=64, overlap=16, batch_size=batch_size)
+    out = tiled_logits(image, _pixelwise_model, 2, TilePlan(64, 16, batch_size))
     np.testing.assert_allclose(out, _pixelwise_model(image[None])[0], rtol=1e-5, atol=1e-6)
 
 
@@ -66,7 +66,7 @@ def test_single_tile_is_exactly_whole_frame_inference() -> None:
         calls.append(batch.shape)
         return np.concatenate([batch * 3.7, -batch], axis=1)  # arbitrary, non-trivial values
 
-    out = tiled_logits(image, model, 2, tile=64, overlap=16)
+    out = tiled_logits(image, model, 2, TilePlan(64, 16))
     assert calls == [(1, 1, 64, 64)]
     np.testing.assert_array_equal(out, model(image[None])[0])
 
@@ -79,7 +79,7 @@ def test_small_frames_are_reflected_up_to_the_tile_shape() -> None:
         seen.append(batch.copy())
         return np.concatenate([batch, batch.mean() - batch], axis=1)  # depends on the whole tile
 
-    out = tiled_logits(image, model, 2, tile=64, overlap=16)
+    out = tiled_logits(image, model, 2, TilePlan(64, 16))
     assert out.shape == (2, 30, 45)
     (tile,) = seen
     assert tile.shape == (1, 1, 64, 64)
@@ -94,7 +94,7 @@ def test_bands_cover_the_frame_once_in_order(
     shape: tuple[int, ...], tile: int, overlap: int, batch_size: int
 ) -> None:
     image = np.random.default_rng(3).random(shape, dtype=np.float32)
-    bands = list(stitch_bands(image, _pixelwise_model, 2, tile, overlap, batch_size))
+    bands = list(stitch_bands(image, _pixelwise_model, 2, TilePlan(tile, overlap, batch_size)))
     starts = [y0 for y0, _ in bands]
     heights = [band.shape[1] for _, band in bands]
     assert starts[0] == 0 and all(a + h == b for a, h, b in zip(starts, heights, starts[1:], strict=False))
@@ -111,7 +111,7 @@ def test_bands_are_finished_before_later_tiles_run() -> None:
         calls.append(len(calls))
         return _pixelwise_model(batch)
 
-    bands = stitch_bands(np.zeros((1, 640, 64), np.float32), model, 2, tile=64, overlap=16, batch_size=1)
+    bands = stitch_bands(np.zeros((1, 640, 64), np.float32), model, 2, TilePlan(64, 16, batch=1))
     next(bands)
     assert len(calls) < len(TileGrid.plan(640, 64, 64, 16))
 
@@ -123,9 +123,7 @@ def test_tiles_are_fixed_shape_and_batched() -> None:
         image,
         lambda b: shapes.append(b.shape) or np.zeros((b.shape[0], 2, *b.shape[2:]), np.float32),
         2,
-        tile=64,
-        overlap=16,
-        batch_size=4,
+        TilePlan(64, 16, batch=4),
     )
     assert {s[1:] for s in shapes} == {(1, 64, 64)}
     assert all(s[0] <= 4 for s in shapes) and sum(s[0] for s in shapes) == len(
@@ -135,4 +133,48 @@ def test_tiles_are_fixed_shape_and_batched() -> None:
 
 def test_wrong_model_output_shape_is_reported() -> None:
     with pytest.raises(ValueError, match="logits of shape"):
-        tiled_logits(np.zeros((1, 10, 10), np.float32), lambda b: b, 2, tile=8, overlap=2)
+        tiled_logits(np.zeros((1, 10, 10), np.float32), lambda b: b, 2, TilePlan(8, 2))
+
+
+@pytest.mark.parametrize("length", [2, 64, 66, 130, 1000])
+@pytest.mark.parametrize("tile,overlap,multiple", [(64, 16, 2), (64, 17, 8), (96, 30, 32)])
+def test_starts_of_a_windowed_model_are_multiples_and_still_overlap(
+    length: int, tile: int, overlap: int, multiple: int
+) -> None:
+    padded = -(-length // multiple) * multiple
+    starts = axis_starts(max(padded, tile), tile, overlap, multiple)
+    assert all(s % multiple == 0 for s in starts)
+    assert starts[-1] + tile == max(padded, tile)  # the last tile ends at the padded edge
+    for a, b in zip(starts, starts[1:], strict=False):
+        assert a + tile - b >= overlap  # the stride shrinks to a multiple: overlap only grows
+
+
+def _window_model(batch: np.ndarray) -> np.ndarray:
+    """A 'model' whose output is the mean of each 2 x 2 window anchored at the tile origin,
+    like a windowed transformer: exact tiling needs tiles at even origins."""
+    n, c, h, w = batch.shape
+    means = batch.reshape(n, c, h // 2, 2, w // 2, 2).mean(axis=(3, 5))
+    up = np.repeat(np.repeat(means, 2, axis=2), 2, axis=3)
+    return np.concatenate([up, -up], axis=1)
+
+
+@pytest.mark.parametrize("shape", [(1, 130, 171), (1, 51, 63)])
+def test_tiles_at_multiples_reproduce_a_windowed_model(shape: tuple[int, ...]) -> None:
+    image = np.random.default_rng(4).random(shape, dtype=np.float32)
+    plan = TilePlan(64, 15, batch=3, multiple_of=2)  # an odd overlap: the stride is made even
+    grid = plan.grid(*shape[1:])
+    assert grid.padded_height % 2 == 0 and grid.padded_width % 2 == 0
+    out = tiled_logits(image, _window_model, 2, plan)
+    padded = np.pad(
+        image, ((0, 0), (0, grid.padded_height - shape[1]), (0, grid.padded_width - shape[2])), mode="reflect"
+    )
+    expected = _window_model(padded[None])[0, :, : shape[1], : shape[2]]
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-6)
+    odd = TilePlan(64, 15, batch=3)  # without the multiple, tiles start at odd origins...
+    if any(y % 2 for y in odd.grid(*shape[1:]).ys):  # ...where the frame needs several tiles
+        assert not np.allclose(tiled_logits(image, _window_model, 2, odd), expected, atol=1e-3)
+
+
+def test_a_tile_that_is_not_a_multiple_is_refused() -> None:
+    with pytest.raises(ValueError, match="not a multiple of 32"):
+        TilePlan(100, 10, multiple_of=32)

@@ -16,10 +16,13 @@ from ernet.runtime.io import labelled_pairs  # noqa: E402
 from ernet.runtime.preprocess import Normalization  # noqa: E402
 from ernet.training.checkpoint import load_checkpoint  # noqa: E402
 from ernet.training.data import RandomCrops, load_legacy_pickle, load_samples  # noqa: E402
+from ernet.training.models.ernet import ERNetConfig  # noqa: E402
 from ernet.training.synthetic import SyntheticConfig, generate_stack  # noqa: E402
 from ernet.training.train import TrainConfig, train  # noqa: E402
 
-from conftest import TINY  # noqa: E402
+from conftest import TINY_OPTIONS  # noqa: E402
+
+TINY = ERNetConfig(**TINY_OPTIONS)
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +97,7 @@ def _config(dataset: Path, out: Path, epochs: int, resume: Path | None = None) -
     return TrainConfig(
         data=dataset,
         out=out,
-        model=TINY,
+        architecture=TINY.architecture(),
         epochs=epochs,
         steps_per_epoch=2,
         batch_size=2,
@@ -111,8 +114,9 @@ def test_checkpoints_carry_everything_and_training_is_deterministic(dataset: Pat
     summary = train(_config(dataset, tmp_path / "a", epochs=2), quiet=True)
     loaded = load_checkpoint(tmp_path / "a" / "last.pt")
     meta = loaded.metadata
-    assert meta.config == TINY and meta.tile_size == 48 and meta.class_names == ("background", "ER")
-    assert meta.normalization == Normalization()
+    assert ERNetConfig.of(meta.architecture, meta.contract) == TINY and meta.contract.tiles.size == 48
+    assert meta.contract.class_names == ("background", "ER")
+    assert meta.contract.normalization == Normalization()
     training = meta.provenance["training"]
     assert training["seed"] == 11 and training["crop"] == 48 and training["lr"] == 1e-3
     data = meta.provenance["data"]
@@ -139,14 +143,12 @@ def test_resume_continues_where_it_stopped(dataset: Path, tmp_path: Path) -> Non
 
 
 def test_resume_refuses_other_models_and_foreign_checkpoints(dataset: Path, tmp_path: Path) -> None:
-    from ernet.runtime.metadata import ModelConfig
-
     train(_config(dataset, tmp_path / "run", epochs=1), quiet=True)
     other = _config(dataset, tmp_path / "run", epochs=2, resume=tmp_path / "run" / "last.pt")
-    other.model = ModelConfig(n_feats=16, n_resgroups=1, n_resblocks=1, reduction=4)
+    other.architecture = ERNetConfig(n_feats=16, n_resgroups=1, n_resblocks=1, reduction=4).architecture()
     with pytest.raises(ValueError, match="differs from the requested"):
         train(other, quiet=True)
-    from ernet.training.model import ERNet
+    from ernet.training.models.ernet import ERNet
 
     torch.save(
         {"epoch": 3, "state_dict": ERNet(TINY).state_dict(), "optimizer": {}}, tmp_path / "published.pth"

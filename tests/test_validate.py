@@ -11,8 +11,9 @@ import tifffile
 
 pytest.importorskip("scipy")
 
-from ernet.benchmarks.validate import frame_scores, local_threshold  # noqa: E402
 from ernet.runtime.errors import InputError  # noqa: E402
+from ernet.runtime.evaluation import foreground_scores  # noqa: E402
+from ernet.runtime.evaluation.validate import local_threshold  # noqa: E402
 from ernet.runtime.io import labelled_pairs  # noqa: E402
 from ernet.training.synthetic import SyntheticConfig, generate  # noqa: E402
 
@@ -28,8 +29,8 @@ def test_local_threshold_finds_bright_lines() -> None:
 
 def test_frame_scores() -> None:
     truth = np.array([[0, 1], [1, 1]])
-    assert frame_scores(truth, truth) == {"iou": 1.0, "dice": 1.0}
-    assert frame_scores(np.array([[0, 1], [0, 0]]), truth) == pytest.approx({"iou": 1 / 3, "dice": 0.5})
+    assert foreground_scores(truth, truth) == {"iou": 1.0, "dice": 1.0}
+    assert foreground_scores(np.array([[0, 1], [0, 0]]), truth) == pytest.approx({"iou": 1 / 3, "dice": 0.5})
 
 
 def test_validate_cli(tiny_onnx: Path, tmp_path: Path) -> None:

@@ -1,29 +1,26 @@
-"""Checkpoints: our own (full config inside) and the published ERNet ones.
+"""Checkpoints: our own (full description inside) and foreign (published-format) ones.
 
 Accepted: ``{'epoch', 'state_dict', 'optimizer', ...}`` dicts, bare state dicts, and
 keys prefixed ``module.`` (DataParallel). Always loaded with ``weights_only=True``.
+Our checkpoints name their architecture; a foreign one is recognised from its
+weights by the registered architectures.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from ernet.runtime.errors import ModelError, first_line
-from ernet.runtime.io import file_sha256
-from ernet.runtime.metadata import ModelConfig, ModelMetadata
-from ernet.runtime.preprocess import Normalization
+from ernet.runtime.io import atomic_output, file_sha256
+from ernet.runtime.metadata import METADATA_KEY, ModelMetadata
 
-from .model import ERNet
-
-#: Key of our model description inside a checkpoint dict.
-METADATA_KEY = "ernet"
-_GROUP_KEY = re.compile(r"^body\.(\d+)\.body\.(\d+)\.")
+from .models import architectures, build_model, get_architecture
 
 
 def strip_module_prefix(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -31,50 +28,35 @@ def strip_module_prefix(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Te
     return {k.removeprefix("module."): v for k, v in state.items()}
 
 
-def infer_config(state: Mapping[str, torch.Tensor]) -> ModelConfig:
-    """Recover F, G, B, r and channel counts from parameter names and shapes."""
-    try:
-        head = state["head.0.weight"]
-        tail = state["tail.0.weight"]
-        blocks_of_group: dict[int, set[int]] = {}
-        for key in state:
-            match = _GROUP_KEY.match(key)
-            if match:
-                blocks_of_group.setdefault(int(match[1]), set()).add(int(match[2]))
-        n_groups = len(blocks_of_group)
-        # Each group's Sequential holds B blocks and then its closing conv (index B).
-        n_blocks = max(blocks_of_group[0])
-        hidden = state["body.0.body.0.body.3.conv_du.0.weight"].shape[0]
-    except (KeyError, ValueError) as exc:
-        raise ValueError(f"not an ERNet state dict (missing {exc})") from None
-    if sorted(blocks_of_group) != list(range(n_groups)) or f"body.{n_groups}.weight" not in state:
-        raise ValueError("not an ERNet state dict (residual groups are not numbered 0..G-1)")
-    n_feats = int(head.shape[0])
-    return ModelConfig(
-        in_channels=int(head.shape[1]),
-        n_classes=int(tail.shape[0]),
-        n_feats=n_feats,
-        n_resgroups=n_groups,
-        n_resblocks=n_blocks,
-        reduction=n_feats // int(hidden),
-    )
-
-
 @dataclass
 class LoadedCheckpoint:
     """A model with its weights, its description and the raw checkpoint dict."""
 
-    model: ERNet
+    model: nn.Module
     metadata: ModelMetadata
     raw: dict[str, Any]
     sha256: str
 
 
-def load_checkpoint(path: Path | str) -> LoadedCheckpoint:
-    """Load a checkpoint of ours or a published one into an :class:`ERNet`.
+def recognise(state: Mapping[str, torch.Tensor]) -> ModelMetadata:
+    """The description of a foreign state dict, from the first registered architecture
+    that recognises its weights; ValueError with each architecture's reason otherwise."""
+    reasons = []
+    for architecture in architectures():
+        try:
+            spec, contract = architecture.recognise(state)
+        except ValueError as exc:
+            reasons.append(f"{architecture.name}: {first_line(exc)}")
+            continue
+        return ModelMetadata(contract, spec, provenance={"source": "published-format checkpoint"})
+    raise ValueError("; ".join(reasons))
 
-    Published checkpoints carry no description: the config is inferred from the
-    weights and the original preprocessing (value / 255) is assumed.
+
+def load_checkpoint(path: Path | str) -> LoadedCheckpoint:
+    """Load a checkpoint of ours or a published one into its architecture's module.
+
+    Published checkpoints carry no description: the architecture recognising their
+    weights gives the configuration and the preprocessing they were trained with.
     """
     path = Path(path)
     if not path.is_file():
@@ -89,22 +71,10 @@ def load_checkpoint(path: Path | str) -> LoadedCheckpoint:
         raise ModelError(f"{path}: no state dict of tensors found")
     state = strip_module_prefix(state)
     try:
-        if METADATA_KEY in raw:
-            metadata = ModelMetadata.from_dict(raw[METADATA_KEY])
-        else:
-            metadata = ModelMetadata(
-                config=infer_config(state),
-                normalization=Normalization.original(),
-                provenance={"source": "published-format checkpoint"},
-            )
-            if metadata.config.n_classes != 2:
-                metadata = ModelMetadata(
-                    config=metadata.config,
-                    class_names=tuple(f"class{i}" for i in range(metadata.config.n_classes)),
-                    normalization=metadata.normalization,
-                    provenance=metadata.provenance,
-                )
-        model = ERNet(metadata.config)
+        metadata = ModelMetadata.from_dict(raw[METADATA_KEY]) if METADATA_KEY in raw else recognise(state)
+        architecture = get_architecture(metadata.architecture.name).complete(metadata.architecture)
+        metadata = replace(metadata, architecture=architecture)
+        model = build_model(architecture, metadata.contract)
         model.load_state_dict(state, strict=True)
     except (ValueError, RuntimeError, TypeError) as exc:
         raise ModelError(f"{path}: not an ERNet checkpoint ({first_line(exc)})") from None
@@ -112,11 +82,9 @@ def load_checkpoint(path: Path | str) -> LoadedCheckpoint:
     return LoadedCheckpoint(model, metadata, raw, file_sha256(path))
 
 
-def save_checkpoint(path: Path, model: ERNet, metadata: ModelMetadata, **extra: Any) -> None:
+def save_checkpoint(path: Path, model: nn.Module, metadata: ModelMetadata, **extra: Any) -> None:
     """Write a checkpoint dict (``epoch``, ``state_dict``, ``optimizer``... and our
     description under ``'ernet'``) atomically."""
-    from ernet.runtime.io import atomic_output
-
     payload = {"state_dict": model.state_dict(), METADATA_KEY: metadata.to_dict(), **extra}
     with atomic_output(path) as tmp:
         torch.save(payload, tmp)

@@ -2,21 +2,43 @@
 
 from __future__ import annotations
 
-import sys
+import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from ernet.runtime.errors import ErnetError
-from ernet.runtime.metadata import ModelConfig
+from ernet.runtime.cli.policy import command, typer_app
+from ernet.runtime.metadata import ERNET_ARCHITECTURE, ArchitectureSpec
 from ernet.runtime.preprocess import Normalization
 
-train_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
-simulate_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+train_app = typer_app()
+simulate_app = typer_app()
+#: ERNet's hyper-parameters behind the short options of ``ernet-train``.
+ERNET_OPTIONS = {
+    "features": "n_feats",
+    "groups": "n_resgroups",
+    "blocks": "n_resblocks",
+    "reduction": "reduction",
+}
+
+
+def parse_options(values: list[str]) -> dict[str, Any]:
+    """``["window=8", "ratio=2.0"]`` -> ``{"window": 8, "ratio": 2.0}``: values as JSON, else text."""
+    out: dict[str, Any] = {}
+    for value in values:
+        key, sep, text = value.partition("=")
+        if not sep or not key.strip():
+            raise typer.BadParameter(f"expected KEY=VALUE, got {value!r}", param_hint="--option")
+        try:
+            out[key.strip()] = json.loads(text)
+        except json.JSONDecodeError:
+            out[key.strip()] = text
+    return out
 
 
 @train_app.command()
+@command
 def train(
     data: Annotated[
         Path,
@@ -38,10 +60,18 @@ def train(
     lr: float = 1e-4,
     lr_step: Annotated[int, typer.Option(help="Halve (x lr-gamma) the learning rate every N epochs.")] = 20,
     lr_gamma: float = 0.5,
-    features: Annotated[int, typer.Option(help="F: feature channels.")] = 64,
-    groups: Annotated[int, typer.Option(help="G: residual groups.")] = 5,
-    blocks: Annotated[int, typer.Option(help="B: blocks per group.")] = 10,
-    reduction: Annotated[int, typer.Option(help="r: channel-attention reduction.")] = 16,
+    architecture: Annotated[
+        str, typer.Option(help="A registered architecture (ernet.training.models).")
+    ] = ERNET_ARCHITECTURE,
+    option: Annotated[
+        list[str] | None, typer.Option(help="An architecture option, KEY=VALUE (repeatable).")
+    ] = None,
+    features: Annotated[int | None, typer.Option(help="ERNet's F: feature channels (default 64).")] = None,
+    groups: Annotated[int | None, typer.Option(help="ERNet's G: residual groups (default 5).")] = None,
+    blocks: Annotated[int | None, typer.Option(help="ERNet's B: blocks per group (default 10).")] = None,
+    reduction: Annotated[
+        int | None, typer.Option(help="ERNet's r: channel-attention reduction (default 16).")
+    ] = None,
     classes: Annotated[str, typer.Option(help="Comma-separated class names, id 0 first.")] = "background,ER",
     normalization: Annotated[
         str, typer.Option(help="'percentile' (1-99 %) or 'scale' (value / 255).")
@@ -52,48 +82,42 @@ def train(
     resume: Annotated[Path | None, typer.Option(help="Continue from this checkpoint (last.pt).")] = None,
     quiet: bool = False,
 ) -> None:
-    """Train ERNet on labelled frames."""
+    """Train a model (by default ERNet) on labelled frames."""
     from .train import TrainConfig
     from .train import train as run_training
 
     names = tuple(n.strip() for n in classes.split(","))
-    try:
-        cfg = TrainConfig(
-            data=data,
-            out=out,
-            val_data=val_data,
-            val_fraction=val_fraction,
-            model=ModelConfig(
-                n_classes=len(names),
-                n_feats=features,
-                n_resgroups=groups,
-                n_resblocks=blocks,
-                reduction=reduction,
-            ),
-            class_names=names,
-            normalization=Normalization.original()
-            if normalization == "scale"
-            else Normalization(mode=normalization),  # type: ignore[arg-type]
-            epochs=epochs,
-            steps_per_epoch=steps_per_epoch,
-            batch_size=batch_size,
-            crop=crop,
-            lr=lr,
-            lr_step=lr_step,
-            lr_gamma=lr_gamma,
-            seed=seed,
-            device=device,
-            workers=workers,
-            resume=resume,
-        )
-        result = run_training(cfg, quiet=quiet)
-    except (ErnetError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        raise typer.Exit(1) from None
+    shorthands = {"features": features, "groups": groups, "blocks": blocks, "reduction": reduction}
+    config = {ERNET_OPTIONS[k]: v for k, v in shorthands.items() if v is not None}
+    config.update(parse_options(option or []))
+    cfg = TrainConfig(
+        data=data,
+        out=out,
+        val_data=val_data,
+        val_fraction=val_fraction,
+        architecture=ArchitectureSpec(architecture, config),
+        class_names=names,
+        normalization=Normalization.original()
+        if normalization == "scale"
+        else Normalization(mode=normalization),  # type: ignore[arg-type]
+        epochs=epochs,
+        steps_per_epoch=steps_per_epoch,
+        batch_size=batch_size,
+        crop=crop,
+        lr=lr,
+        lr_step=lr_step,
+        lr_gamma=lr_gamma,
+        seed=seed,
+        device=device,
+        workers=workers,
+        resume=resume,
+    )
+    result = run_training(cfg, quiet=quiet)
     print(f"best validation foreground IoU {result['best_score']:.4f}; checkpoints in {out}")
 
 
 @simulate_app.command()
+@command
 def simulate(
     out: Annotated[Path, typer.Argument(help="Output folder.")],
     count: Annotated[int, typer.Option(help="Number of image/mask pairs (or stacks with --frames > 1).")] = 8,
@@ -112,10 +136,9 @@ def simulate(
 
     try:
         height, width = (int(v) for v in size.lower().split("x"))
-        cfg = SyntheticConfig(height=height, width=width, bit_depth=bit_depth)
     except ValueError:
-        print(f"error: --size {size!r}: expected HEIGHTxWIDTH, e.g. 512x512", file=sys.stderr)
-        raise typer.Exit(1) from None
+        raise ValueError(f"--size {size!r}: expected HEIGHTxWIDTH, e.g. 512x512") from None
+    cfg = SyntheticConfig(height=height, width=width, bit_depth=bit_depth)
     out.mkdir(parents=True, exist_ok=True)
     axes = "TYX" if frames > 1 else "YX"
     for i in range(count):

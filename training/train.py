@@ -1,4 +1,5 @@
-"""The training loop: cross-entropy, Adam, step LR, per-class IoU/Dice, checkpoints."""
+"""The training loop, for any registered architecture: cross-entropy, Adam, step LR,
+per-class IoU/Dice, checkpoints."""
 
 from __future__ import annotations
 
@@ -13,16 +14,17 @@ import torch
 from torch.utils.data import DataLoader
 
 from ernet.runtime import __version__
+from ernet.runtime.contract import BINARY_CLASSES, ModelContract, TileSpec
 from ernet.runtime.errors import InputError
 from ernet.runtime.evaluation import confusion_matrix, scores
 from ernet.runtime.io import file_sha256, labelled_pairs
-from ernet.runtime.metadata import ModelConfig, ModelMetadata
+from ernet.runtime.metadata import ArchitectureSpec, ModelMetadata
 from ernet.runtime.preprocess import Normalization
 from ernet.runtime.progress import progress
 
 from .checkpoint import load_checkpoint, save_checkpoint
 from .data import RandomCrops, Sample, load_legacy_pickle, load_samples, validation_tiles
-from .model import ERNet
+from .models import get_architecture
 
 PICKLE_SUFFIXES = (".pkl", ".pickle", ".p")
 #: What a checkpoint needs beyond its weights to continue a run.
@@ -37,8 +39,9 @@ class TrainConfig:
     out: Path
     val_data: Path | None = None
     val_fraction: float = 0.2  # of the samples, held out when no val_data is given
-    model: ModelConfig = field(default_factory=ModelConfig)
-    class_names: tuple[str, ...] = ("background", "ER")
+    #: The network: a registered architecture and its options (the rest from its defaults).
+    architecture: ArchitectureSpec = field(default_factory=ArchitectureSpec)
+    class_names: tuple[str, ...] = BINARY_CLASSES
     normalization: Normalization = field(default_factory=Normalization)
     epochs: int = 100
     steps_per_epoch: int = 100
@@ -91,7 +94,7 @@ def split_samples(cfg: TrainConfig) -> tuple[list[Sample], list[Sample], dict[st
 
 @torch.no_grad()
 def evaluate(
-    model: ERNet, tiles: list[Sample], class_names: tuple[str, ...], device: torch.device
+    model: torch.nn.Module, tiles: list[Sample], class_names: tuple[str, ...], device: torch.device
 ) -> dict[str, float]:
     """IoU and Dice per class over fixed validation crops."""
     model.eval()
@@ -111,21 +114,28 @@ def _device(name: str) -> torch.device:
 
 def train(cfg: TrainConfig, quiet: bool = False) -> dict[str, Any]:
     """Train, writing ``last.pt`` and ``best.pt`` to ``cfg.out``; returns the final summary."""
-    if len(cfg.class_names) != cfg.model.n_classes:
-        raise ValueError(f"{len(cfg.class_names)} class names for {cfg.model.n_classes} classes")
+    architecture = get_architecture(cfg.architecture.name)
+    spec = architecture.complete(cfg.architecture)
+    contract = ModelContract(
+        class_names=cfg.class_names,
+        normalization=cfg.normalization,
+        tiles=TileSpec(cfg.crop, architecture.tile_multiple),
+    )
     torch.manual_seed(cfg.seed)
     torch.use_deterministic_algorithms(True, warn_only=True)
     device = _device(cfg.device)
     train_samples, val_samples, data_provenance = split_samples(cfg)
-    model = ERNet(cfg.model).to(device)
+    model = architecture.build(spec, contract).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.lr_step, gamma=cfg.lr_gamma)
     start_epoch, best, history = 0, float("-inf"), []
     if cfg.resume is not None:
         loaded = load_checkpoint(cfg.resume)
-        if loaded.metadata.config != cfg.model:
+        before = (loaded.metadata.architecture, loaded.metadata.contract.class_names)
+        if before != (spec, contract.class_names):
             raise ValueError(
-                f"{cfg.resume}: model {loaded.metadata.config} differs from the requested {cfg.model}"
+                f"{cfg.resume}: model {before[0]} with classes {before[1]} differs from the requested "
+                f"{spec} with classes {contract.class_names}"
             )
         missing = [k for k in RESUME_KEYS if k not in loaded.raw]
         if missing:
@@ -144,7 +154,7 @@ def train(cfg: TrainConfig, quiet: bool = False) -> dict[str, Any]:
     cfg.out.mkdir(parents=True, exist_ok=True)
     say = (lambda *a: None) if quiet else (lambda *a: print(*a, file=sys.stderr, flush=True))
     say(
-        f"training {sum(p.numel() for p in model.parameters()):,}-parameter ERNet on {device}: "
+        f"training {sum(p.numel() for p in model.parameters()):,}-parameter {spec.name} on {device}: "
         f"{len(train_samples)} train / {len(val_samples)} validation samples"
     )
     for epoch in range(start_epoch, cfg.epochs):
@@ -174,10 +184,8 @@ def train(cfg: TrainConfig, quiet: bool = False) -> dict[str, Any]:
         if is_best and not np.isnan(score):
             best = score
         metadata = ModelMetadata(
-            config=cfg.model,
-            class_names=cfg.class_names,
-            normalization=cfg.normalization,
-            tile_size=cfg.crop,
+            contract=contract,
+            architecture=spec,
             package_version=__version__,
             provenance={
                 "training": cfg.to_dict(),

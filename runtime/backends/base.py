@@ -1,4 +1,4 @@
-"""The one protocol every execution backend implements, and the options they share."""
+"""The one protocol every execution backend implements, and what backends share."""
 
 from __future__ import annotations
 
@@ -10,38 +10,11 @@ from typing import Protocol
 import numpy as np
 
 from ..metadata import ModelMetadata
+from ..tiling import TilePlan
 
 #: The tensor names of every ERNet artefact.
 INPUT_NAME = "image"
 OUTPUT_NAME = "logits"
-
-
-@dataclass(frozen=True)
-class BackendOptions:
-    """How to run a model: provider choice, threads, and the tile shapes to prepare for."""
-
-    provider: str = "auto"
-    #: Fall back to the next provider when an explicitly requested one cannot start.
-    fallback: bool = False
-    #: CPU threads; None: the physical cores this process may use.
-    threads: int | None = None
-    #: Tile side and tiles per call the model will see (fixes GPU optimisation profiles);
-    #: None: the model's training crop.
-    tile: int | None = None
-    batch: int = 4
-    #: ONNX Runtime's TensorRT provider: let it run layers in fp16 (native TensorRT takes
-    #: the precision of the ONNX graph instead: use model.fp16.onnx).
-    fp16: bool = False
-    #: Where engines and timing caches are kept; None: ``$ERNET_CACHE`` or ``~/.cache/ernet``.
-    cache_dir: Path | None = None
-    #: Native TensorRT: this engine file (built there from the model if absent) instead of the cache.
-    engine: Path | None = None
-    #: Native TensorRT: rebuild the engine even if one exists (e.g. built for another GPU).
-    rebuild_engine: bool = False
-
-    def cache(self) -> Path:
-        """The cache directory in effect."""
-        return self.cache_dir or Path(os.environ.get("ERNET_CACHE", Path.home() / ".cache" / "ernet"))
 
 
 @dataclass(frozen=True)
@@ -67,24 +40,33 @@ class Profile:
         )
 
 
-def physical_cores() -> int:
-    """Physical cores among the CPUs this process may run on (hyper-threads counted once)."""
+#: Where Linux describes each CPU's core and package.
+CPU_TOPOLOGY = Path("/sys/devices/system/cpu")
+
+
+def physical_cores(topology: Path = CPU_TOPOLOGY) -> int:
+    """Physical cores among the CPUs this process may run on (hyper-threads counted once;
+    a CPU whose topology is not described counts as a core of its own)."""
     cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else range(os.cpu_count() or 1)
     cores = set()
     for cpu in cpus:
-        topology = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology")
+        topology_of = topology / f"cpu{cpu}" / "topology"
         try:
-            cores.add(((topology / "physical_package_id").read_text(), (topology / "core_id").read_text()))
+            cores.add(
+                ((topology_of / "physical_package_id").read_text(), (topology_of / "core_id").read_text())
+            )
         except OSError:
             cores.add((str(cpu), ""))
     return max(1, len(cores))
 
 
 class Backend(Protocol):
-    """Runs an ERNet model on float32 N x C x H x W batches, returning N x K x H x W logits."""
+    """Runs a model on float32 N x C x H x W batches, returning N x K x H x W logits."""
 
     #: The model description read from the artefact.
     metadata: ModelMetadata
+    #: The tiles it was prepared for: the run spec resolved against the model's contract.
+    plan: TilePlan
     #: What actually executes, e.g. ``"onnxruntime/CPUExecutionProvider"``.
     description: str
     #: Faster providers that were asked for or tried first, and why each could not run.

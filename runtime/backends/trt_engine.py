@@ -24,8 +24,9 @@ from pathlib import Path
 from ..errors import BackendError, ModelError
 from ..io import atomic_output, file_sha256
 from ..metadata import ModelMetadata
-from .base import INPUT_NAME, BackendOptions, Profile
-from .onnxruntime import read_onnx_metadata
+from ..spec import RunSpec
+from .base import INPUT_NAME, Profile
+from .ort import read_onnx_metadata
 
 MANIFEST_FORMAT = "ernet-tensorrt-engine"
 MANIFEST_VERSION = 1
@@ -154,17 +155,20 @@ class EngineManifest:
             raise ModelError(f"{engine}: file does not match its manifest (truncated or replaced)")
 
 
-def engine_key(onnx: Path, metadata: ModelMetadata, options: BackendOptions, target: Target) -> EngineKey:
-    """The key of the engine ``options`` ask for, from the ONNX file ``onnx``."""
+def tile_profile(metadata: ModelMetadata, spec: RunSpec) -> Profile:
+    """The input profile of the tiles ``spec`` runs a model of ``metadata`` on."""
+    plan = spec.tiling(metadata.contract)
+    return Profile.for_tiles(plan.tile, plan.batch, metadata.contract.in_channels)
+
+
+def engine_key(onnx: Path, metadata: ModelMetadata, spec: RunSpec, target: Target) -> EngineKey:
+    """The key of the engine ``spec`` asks for, from the ONNX file ``onnx``."""
     if metadata.precision == "int8":
         raise ModelError(
             f"{onnx}: int8 models are quantised for CPUs (u8 activations, which TensorRT does not take); "
             "build engines from model.fp16.onnx or model.onnx"
         )
-    profile = Profile.for_tiles(
-        options.tile or metadata.tile_size, options.batch, metadata.config.in_channels
-    )
-    return EngineKey(file_sha256(onnx), profile, metadata.precision, target)
+    return EngineKey(file_sha256(onnx), tile_profile(metadata, spec), metadata.precision, target)
 
 
 def tensorrt_unavailable_reason() -> str | None:
@@ -184,7 +188,7 @@ def current_target() -> Target:
         version = trt.__version__  # absent where only the type stubs are installed
     except (ImportError, AttributeError):
         raise BackendError(f"the TensorRT Python package is not installed; to fix: {INSTALL_HINT}") from None
-    from .cuda import device_properties
+    from .gpu import device_properties
 
     name, major, minor = device_properties()
     return Target(version, name, f"{major}.{minor}")
@@ -233,7 +237,7 @@ Builder = Callable[[Path, Path, EngineKey, ModelMetadata, Path], None]
 
 def build_or_load_engine(
     onnx: Path | None,
-    options: BackendOptions,
+    spec: RunSpec,
     engine: Path | None = None,
     *,
     target: Target | None = None,
@@ -242,21 +246,17 @@ def build_or_load_engine(
     """A valid engine for this machine and its manifest.
 
     ``engine`` given and present: checked against this machine (and against ``onnx``
-    when given); a mismatch is refused unless ``options.rebuild_engine``. Absent: built
-    from ``onnx`` there. ``engine`` None: the cache under ``options.cache()/trt-engines``,
+    when given); a mismatch is refused unless ``spec.rebuild_engine``. Absent: built
+    from ``onnx`` there. ``engine`` None: the cache under ``spec.cache()/trt-engines``,
     keyed by :class:`EngineKey`. Builds hold a lock, so concurrent processes build once.
     """
     from filelock import FileLock
 
     target = target or current_target()
     onnx_sha = file_sha256(onnx) if onnx is not None else None
-    if engine is not None and engine.is_file() and not options.rebuild_engine:
+    if engine is not None and engine.is_file() and not spec.rebuild_engine:
         manifest = EngineManifest.read(engine)
-        metadata = manifest.metadata
-        tiles = Profile.for_tiles(
-            options.tile or metadata.tile_size, options.batch, metadata.config.in_channels
-        )
-        manifest.check(engine, target, onnx_sha, tiles)
+        manifest.check(engine, target, onnx_sha, tile_profile(manifest.metadata, spec))
         return engine, manifest
     if onnx is None:
         problem = (
@@ -264,12 +264,12 @@ def build_or_load_engine(
         )
         raise ModelError(f"{engine}: {problem}, and no ONNX model to build it from (pass --model)")
     metadata = read_onnx_metadata(onnx)
-    key = engine_key(onnx, metadata, options, target)
-    cache = options.cache() / "trt-engines"
+    key = engine_key(onnx, metadata, spec, target)
+    cache = spec.cache() / "trt-engines"
     engine = engine or cache / key.file_name()
     engine.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(engine) + ".lock"):
-        if engine.is_file() and not options.rebuild_engine:  # cached, or built meanwhile elsewhere
+        if engine.is_file() and not spec.rebuild_engine:  # cached, or built meanwhile elsewhere
             manifest = EngineManifest.read(engine)
             if manifest.key == key:
                 manifest.check(engine, target, onnx_sha)

@@ -7,35 +7,36 @@ once, and each call copies in, runs ``execute_async_v3`` and copies out on one s
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import BackendError, ModelError
-from .base import INPUT_NAME, OUTPUT_NAME, BackendOptions
+from ..spec import RunSpec
+from .base import INPUT_NAME, OUTPUT_NAME
 from .trt_engine import EngineManifest, build_or_load_engine, current_target
 
 if TYPE_CHECKING:
     import tensorrt as trt
 
-    from .cuda import Stream
+    from .gpu import Stream
 
 
 class TensorRtBackend:
-    """An ERNet TensorRT engine; see :func:`build_or_load_engine` for where it comes from."""
+    """A TensorRT engine of one of our models; see :func:`build_or_load_engine` for where
+    it comes from."""
 
-    def __init__(self, model: Path | None, options: BackendOptions | None = None) -> None:
-        options = options or BackendOptions("tensorrt")
-        if options.fp16:
+    def __init__(self, spec: RunSpec) -> None:
+        if spec.fp16:
             raise BackendError(
                 "native TensorRT takes its precision from the ONNX graph: pass --model model.fp16.onnx "
                 "instead of --fp16"
             )
         target = current_target()  # BackendError with the reason when TensorRT or a GPU is missing
         self.fallbacks: list[tuple[str, str]] = []
-        self.path, manifest = build_or_load_engine(model, options, options.engine, target=target)
+        self.path, manifest = build_or_load_engine(spec.model_path, spec, spec.engine, target=target)
         self.metadata = manifest.metadata
+        self.plan = spec.tiling(self.metadata.contract)
         self.profile = manifest.key.profile
         self.description = f"tensorrt/{target.tensorrt_version} {target.gpu_name} ({manifest.key.precision})"
         self._engine: trt.ICudaEngine | None = None
@@ -50,7 +51,7 @@ class TensorRtBackend:
     def _open(self, manifest: EngineManifest) -> None:
         import tensorrt as trt
 
-        from .cuda import Stream
+        from .gpu import Stream
 
         self._logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = trt.Runtime(self._logger)
@@ -68,7 +69,7 @@ class TensorRtBackend:
         self._engine = engine
         self._stream = stream = Stream()
         batch, channels, tile, _ = self.profile.max
-        classes = manifest.metadata.config.n_classes
+        classes = manifest.metadata.contract.n_classes
         self._input = stream.pinned((batch, channels, tile, tile), np.dtype(np.float32))
         self._output = stream.pinned((batch, classes, tile, tile), np.dtype(np.float32))
         self._input_address = stream.device(self._input.nbytes)

@@ -24,7 +24,9 @@ import numpy as np
 from ..errors import BackendError, ModelError, first_line
 from ..io import file_sha256
 from ..metadata import METADATA_KEY, ModelMetadata
-from .base import INPUT_NAME, OUTPUT_NAME, BackendOptions, Profile, physical_cores
+from ..spec import RunSpec
+from ..tiling import TilePlan
+from .base import INPUT_NAME, OUTPUT_NAME, Profile, physical_cores
 
 if TYPE_CHECKING:
     from onnxruntime import InferenceSession
@@ -51,7 +53,8 @@ def installed_onnxruntime_distributions() -> list[str]:
     return found
 
 
-def _import_onnxruntime() -> ModuleType:
+def import_onnxruntime() -> ModuleType:
+    """``onnxruntime``, warning when several distributions provide it; its own logging quietened."""
     found = installed_onnxruntime_distributions()
     if len(found) > 1:
         warnings.warn(
@@ -124,37 +127,36 @@ def _failure_reason(lines: list[str]) -> str:
 
 
 class OnnxRuntimeBackend:
-    """An ERNet ONNX model in an ONNX Runtime session.
+    """A model's ONNX file in an ONNX Runtime session.
 
     ``provider="auto"`` tries TensorRT, then CUDA, then the CPU, keeping the first
     that really initialises; ``fallbacks`` says why each faster one was passed over.
     A provider named explicitly that cannot start is an error, unless ``fallback``.
     """
 
-    def __init__(self, model: Path | str, options: BackendOptions | None = None) -> None:
-        options = options or BackendOptions()
-        provider = options.provider
+    def __init__(self, spec: RunSpec) -> None:
+        provider = spec.provider
         if provider not in ORT_PROVIDER_CHOICES:
             raise BackendError(
                 f"unknown ONNX Runtime provider {provider!r}; choose one of {', '.join(ORT_PROVIDER_CHOICES)}"
             )
-        self.path = Path(model)
-        if not self.path.is_file():
-            raise ModelError(f"{self.path}: model file not found")
-        self.options = options
-        ort = _import_onnxruntime()
+        model = spec.model_path
+        if model is None:
+            raise ModelError("no ONNX model to fall back on from the TensorRT engine: pass --model")
+        self.path = model
+        self.spec = spec
+        self.metadata = read_onnx_metadata(model)
+        self.plan = spec.tiling(self.metadata.contract)
+        ort = import_onnxruntime()
         available = set(ort.get_available_providers())
         order = list(_PROVIDERS)
         if provider == "auto":
             wanted = order[:-1]
         else:
-            wanted = order[order.index(provider) : -1] if options.fallback else [provider]
+            wanted = order[order.index(provider) : -1] if spec.fallback else [provider]
         self.fallbacks: list[tuple[str, str]] = []
-        self.metadata = self._read_metadata(self._open_session(ort, "cpu", probe=True)[0])
         session: InferenceSession | None = None
         for name in wanted:
-            if name == "cpu":
-                break
             if _PROVIDERS[name] not in available:
                 self.fallbacks.append((name, "not in this ONNX Runtime build"))
                 continue
@@ -163,7 +165,7 @@ class OnnxRuntimeBackend:
                 break
             self.fallbacks.append((name, reason))
         if session is None:
-            if provider not in ("auto", "cpu") and not options.fallback:
+            if provider not in ("auto", "cpu") and not spec.fallback:
                 name, reason = self.fallbacks[-1]
                 fix = _HOW_TO_FIX.get(name, "")
                 raise BackendError(
@@ -177,82 +179,10 @@ class OnnxRuntimeBackend:
         self.provider = session.get_providers()[0]
         self.description = f"onnxruntime/{self.provider}"
 
-    def _session_options(self, ort: ModuleType, name: str) -> tuple[Any, dict[str, str]]:
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        options.intra_op_num_threads = self.options.threads or physical_cores()
-        provider_options: dict[str, str] = {}
-        if name == "ort-tensorrt":
-            model_hash = file_sha256(self.path)[:16]
-            cache = self.options.cache() / "trt" / model_hash
-            cache.mkdir(parents=True, exist_ok=True)
-            provider_options = {
-                "trt_engine_cache_enable": "True",
-                "trt_engine_cache_path": str(cache),
-                "trt_engine_cache_prefix": f"ernet_{model_hash}",
-                "trt_timing_cache_enable": "True",
-                "trt_timing_cache_path": str(cache),
-                "trt_fp16_enable": str(self.options.fp16),
-                **tensorrt_profile(
-                    self.options.tile or self.metadata.tile_size,
-                    self.options.batch,
-                    self.metadata.config.in_channels,
-                ),
-            }
-        elif name == "cuda":
-            # Tile shapes are fixed, but the last batch of a frame may be smaller.
-            provider_options = {"cudnn_conv_algo_search": "HEURISTIC"}
-        return options, provider_options
-
-    def _open_session(
-        self, ort: ModuleType, name: str, probe: bool = False
-    ) -> tuple[InferenceSession | None, str]:
-        """A session on provider ``name`` (CPU as the only fallback), or None and why not.
-
-        ``probe``: a CPU session without graph optimisation, to read the metadata.
-        """
-        options, provider_options = self._session_options(ort, name)
-        if probe:
-            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        providers: list[tuple[str, dict[str, str]]] = [(_PROVIDERS[name], provider_options)]
-        if name != "cpu":
-            providers.append((_PROVIDERS["cpu"], {}))
-        # GPU providers print their start-up failures from native code: keep them for the
-        # reason we report. The CPU provider reports through exceptions; leave fds alone.
-        capture: AbstractContextManager[list[str]] = (
-            _captured_native_output() if name != "cpu" else nullcontext([])
-        )
-        try:
-            with capture as output:
-                session = ort.InferenceSession(str(self.path), options, providers=providers)
-        except Exception as exc:  # ORT raises its own exception types for bad files
-            reason = first_line(exc)
-            if name != "cpu":
-                return None, _failure_reason([reason, *output])
-            raise ModelError(f"{self.path}: not a loadable ONNX model ({reason})") from None
-        if session.get_providers()[0] != _PROVIDERS[name]:
-            return None, _failure_reason(output)
-        return session, ""
-
-    def _read_metadata(self, session: InferenceSession | None) -> ModelMetadata:
-        assert session is not None
-        props = session.get_modelmeta().custom_metadata_map
-        try:
-            metadata = ModelMetadata.from_props(props)
-        except KeyError:
-            raise ModelError(
-                f"{self.path}: not an ERNet model (no '{METADATA_KEY}' metadata; export it with ernet-export)"
-            ) from None
-        except (ValueError, TypeError) as exc:
-            raise ModelError(f"{self.path}: invalid ERNet metadata ({exc})") from None
-        inputs = [i.name for i in session.get_inputs()]
-        outputs = [o.name for o in session.get_outputs()]
-        if inputs != [INPUT_NAME] or outputs != [OUTPUT_NAME]:
-            raise ModelError(
-                f"{self.path}: expected input '{INPUT_NAME}' and output '{OUTPUT_NAME}', "
-                f"found inputs {inputs} and outputs {outputs}"
-            )
-        return metadata
+    def _open_session(self, ort: ModuleType, name: str) -> tuple[InferenceSession | None, str]:
+        """A session on provider ``name`` (CPU as the only fallback), or None and why not."""
+        options = provider_options(name, self.path, self.spec, self.plan, self.metadata.contract.in_channels)
+        return open_session(ort, self.path, session_options(ort, self.spec), name, options)
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """Logits (N x K x H x W float32) for a float32 N x C x H x W batch."""
@@ -266,8 +196,87 @@ class OnnxRuntimeBackend:
         self.session = None
 
 
+def session_options(ort: ModuleType, spec: RunSpec) -> Any:
+    """ONNX Runtime session options for ``spec``: its threads (default: the physical cores)."""
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.intra_op_num_threads = spec.threads or physical_cores()
+    return options
+
+
+def provider_options(name: str, model: Path, spec: RunSpec, plan: TilePlan, channels: int) -> dict[str, str]:
+    """The options of provider ``name`` for ``model``: for ONNX Runtime's TensorRT, explicit
+    profiles of the plan's tiles and engine and timing caches per model under the spec's
+    cache; for CUDA, heuristic convolution search (the last batch of a frame may be short)."""
+    if name == "ort-tensorrt":
+        model_hash = file_sha256(model)[:16]
+        cache = spec.cache() / "trt" / model_hash
+        cache.mkdir(parents=True, exist_ok=True)
+        return {
+            "trt_engine_cache_enable": "True",
+            "trt_engine_cache_path": str(cache),
+            "trt_engine_cache_prefix": f"ernet_{model_hash}",
+            "trt_timing_cache_enable": "True",
+            "trt_timing_cache_path": str(cache),
+            "trt_fp16_enable": str(spec.fp16),
+            **tensorrt_profile(plan.tile, plan.batch, channels),
+        }
+    if name == "cuda":
+        return {"cudnn_conv_algo_search": "HEURISTIC"}
+    return {}
+
+
+def open_session(
+    ort: ModuleType, model: Path, options: Any, name: str, provider_options: dict[str, str] | None = None
+) -> tuple[InferenceSession | None, str]:
+    """A session on provider ``name`` with the CPU as its only fallback, or None and the
+    reason it did not start; a file the CPU provider cannot load is a ModelError."""
+    providers: list[tuple[str, dict[str, str]]] = [(_PROVIDERS[name], provider_options or {})]
+    if name != "cpu":
+        providers.append((_PROVIDERS["cpu"], {}))
+    # GPU providers print their start-up failures from native code: keep them for the
+    # reason we report. The CPU provider reports through exceptions; leave fds alone.
+    capture: AbstractContextManager[list[str]] = (
+        _captured_native_output() if name != "cpu" else nullcontext([])
+    )
+    try:
+        with capture as output:
+            session = ort.InferenceSession(str(model), options, providers=providers)
+    except Exception as exc:  # ORT raises its own exception types for bad files
+        reason = first_line(exc)
+        if name != "cpu":
+            return None, _failure_reason([reason, *output])
+        raise ModelError(f"{model}: not a loadable ONNX model ({reason})") from None
+    if session.get_providers()[0] != _PROVIDERS[name]:
+        return None, _failure_reason(output)
+    return session, ""
+
+
 def read_onnx_metadata(model: Path) -> ModelMetadata:
-    """The ERNet description of an ONNX file (ModelError, naming it, if it has none)."""
-    probe = OnnxRuntimeBackend(model, BackendOptions("cpu", threads=1))
-    probe.close()
-    return probe.metadata
+    """The description inside an ONNX file, with its tensors checked; ModelError, naming
+    the file, when it is missing, not ONNX, not one of ours, or has other tensors."""
+    model = Path(model)
+    if not model.is_file():
+        raise ModelError(f"{model}: model file not found")
+    ort = import_onnxruntime()
+    options = session_options(ort, RunSpec(threads=1))
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    session, _ = open_session(ort, model, options, "cpu")
+    assert session is not None  # the CPU provider starts, or open_session raised
+    props = session.get_modelmeta().custom_metadata_map
+    if METADATA_KEY not in props:
+        raise ModelError(
+            f"{model}: not an ERNet model (no '{METADATA_KEY}' metadata; export it with ernet-export)"
+        )
+    try:
+        metadata = ModelMetadata.from_props(props)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ModelError(f"{model}: invalid ERNet metadata ({first_line(exc)})") from None
+    inputs = [i.name for i in session.get_inputs()]
+    outputs = [o.name for o in session.get_outputs()]
+    if inputs != [INPUT_NAME] or outputs != [OUTPUT_NAME]:
+        raise ModelError(
+            f"{model}: expected input '{INPUT_NAME}' and output '{OUTPUT_NAME}', "
+            f"found inputs {inputs} and outputs {outputs}"
+        )
+    return metadata

@@ -1,8 +1,9 @@
 """Checkpoint -> one self-contained ONNX file, with metadata, checked against PyTorch.
 
-Contract of the exported graph: input ``image`` float32 N x C x H x W, output
-``logits`` float32 N x K x H x W, with N, H and W dynamic; the model description
-is in ``metadata_props`` (see :mod:`ernet.runtime.metadata`).
+Any registered architecture: the checkpoint's module is traced as it is. Contract of
+the exported graph: input ``image`` float32 N x C x H x W, output ``logits`` float32
+N x K x H x W, with N, H and W dynamic; the model description is in
+``metadata_props`` (see :mod:`ernet.runtime.metadata`).
 """
 
 from __future__ import annotations
@@ -16,16 +17,15 @@ from typing import Any
 import numpy as np
 import onnx
 import torch
+from torch import nn
 
-from ernet.runtime import __version__
-from ernet.runtime.backends import BackendOptions
+from ernet.runtime import RunSpec, __version__
+from ernet.runtime.backends import OnnxRuntimeBackend
 from ernet.runtime.backends.base import INPUT_NAME, OUTPUT_NAME
-from ernet.runtime.backends.onnxruntime import OnnxRuntimeBackend
 from ernet.runtime.errors import ErnetError
-from ernet.runtime.io import atomic_output
+from ernet.runtime.io import atomic_output, refuse_existing
 from ernet.runtime.metadata import ModelMetadata
 from ernet.training.checkpoint import load_checkpoint
-from ernet.training.model import ERNet
 
 OPSETS = range(18, 21)
 #: Parity shapes (N, H, W): one square, one batched, odd-sized and not square.
@@ -57,11 +57,13 @@ class ParityResult:
         )
 
 
-def to_onnx_proto(model: ERNet, metadata: ModelMetadata, opset: int = 18) -> onnx.ModelProto:
+def to_onnx_proto(model: nn.Module, metadata: ModelMetadata, opset: int = 18) -> onnx.ModelProto:
     """Trace ``model`` with the dynamo exporter into an ONNX model with dynamic N, H, W."""
     if opset not in OPSETS:
         raise ValueError(f"opset {opset} is not supported (use {OPSETS.start}-{OPSETS.stop - 1})")
-    sample = torch.zeros(1, metadata.config.in_channels, 64, 64)
+    m = metadata.contract.tiles.multiple_of
+    side = -(-64 // m) * m
+    sample = torch.zeros(1, metadata.contract.in_channels, side, side)
     # The exporter logs a warning per torchvision op it cannot register: noise here.
     logger = logging.getLogger("torch.onnx")
     level = logger.level
@@ -90,20 +92,24 @@ def to_onnx_proto(model: ERNet, metadata: ModelMetadata, opset: int = 18) -> onn
     return proto
 
 
-def check_parity(model: ERNet, onnx_path: Path, seed: int = 0) -> list[ParityResult]:
-    """Compare the ONNX file on ONNX Runtime (CPU) with the torch model on random frames."""
-    backend = OnnxRuntimeBackend(onnx_path, BackendOptions("cpu"))
+def check_parity(model: nn.Module, onnx_path: Path, seed: int = 0) -> list[ParityResult]:
+    """Compare the ONNX file on ONNX Runtime (CPU) with the torch model on random frames
+    (of the parity shapes, rounded up to the sizes the model takes)."""
+    backend = OnnxRuntimeBackend(RunSpec(onnx_path, "cpu"))
+    contract = backend.metadata.contract
+    m = contract.tiles.multiple_of
     rng = np.random.default_rng(seed)
     results = []
     for n, h, w in PARITY_SHAPES:
-        batch = rng.random((n, model.config.in_channels, h, w), dtype=np.float32)
+        h, w = -(-h // m) * m, -(-w // m) * m
+        batch = rng.random((n, contract.in_channels, h, w), dtype=np.float32)
         with torch.no_grad():
             expected = model(torch.from_numpy(batch)).numpy()
         actual = backend.run(batch)
         diff = np.abs(actual - expected)
         results.append(
             ParityResult(
-                (n, model.config.in_channels, h, w),
+                (n, contract.in_channels, h, w),
                 float(diff.max()),
                 float((actual.argmax(1) == expected.argmax(1)).mean()),
                 bool((diff <= ATOL + RTOL * np.abs(expected)).all()),
@@ -121,14 +127,16 @@ def export_checkpoint(
     overwrite: bool = False,
 ) -> list[ParityResult]:
     """Export ``checkpoint`` to ``output``; the file appears only if parity holds."""
-    if output.exists() and not overwrite:
-        raise ErnetError(f"{output}: output exists (pass --overwrite to replace it)")
+    refuse_existing(output, overwrite)
     loaded = load_checkpoint(checkpoint)
+    contract = loaded.metadata.contract
+    if tile_size is not None:
+        contract = replace(contract, tiles=replace(contract.tiles, size=tile_size))
     metadata = replace(
         loaded.metadata,
+        contract=contract,
         source_checkpoint_sha256=loaded.sha256,
         package_version=__version__,
-        tile_size=tile_size or loaded.metadata.tile_size,
     )
     proto = to_onnx_proto(loaded.model, metadata, opset)
     with atomic_output(output) as tmp:

@@ -1,0 +1,151 @@
+"""Segmenting an in-memory n-D array with named axes: what notebooks, viewers and
+cluster workers hand over. Frames are drawn one at a time (``array[index]``), so a
+lazy array (dask, zarr) is read frame by frame."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from .errors import InputError
+from .postprocess import ProbabilityFormat
+from .preprocess import stack_range
+from .segmenter import Segmenter
+
+#: Axis names that hold channels (colour samples count as channels).
+CHANNEL_AXES = "CS"
+
+
+class Cancelled(Exception):
+    """Segmentation stopped because the caller's ``cancelled()`` said so."""
+
+
+@dataclass(frozen=True)
+class ArraySegmentation:
+    """Class ids with ``axes`` (the input's, less its channel axis), and with
+    ``probabilities`` asked for, K class probabilities with ``probability_axes``
+    (the leading axes, ``C``, then ``YX``)."""
+
+    labels: np.ndarray
+    axes: str
+    probabilities: np.ndarray | None = None
+    probability_axes: str | None = None
+
+
+def segment_array(
+    segmenter: Segmenter,
+    array: Any,
+    axes: str,
+    *,
+    channel: int | None = None,
+    probabilities: ProbabilityFormat | None = None,
+    normalize: Literal["frame", "stack"] = "frame",
+    on_progress: Callable[[int, int], None] | None = None,
+    cancelled: Callable[[], bool] | None = None,
+) -> ArraySegmentation:
+    """Segment every Y x X frame of ``array``, whose axes are named by ``axes``
+    (e.g. ``"TZYX"``, ``"YXC"``: one letter per axis, ``Y`` and ``X`` among them).
+
+    A channel axis (``C`` or ``S``) feeds a multichannel model's channels; for a
+    one-channel model pick one with ``channel``. Frames are normalised on their own,
+    or with ``normalize="stack"`` all alike (a first pass over the array).
+    ``on_progress(done, total)`` is called after each frame; ``cancelled()`` is asked
+    before each and, when true, stops with :class:`Cancelled`.
+    """
+    shape = tuple(np.shape(array))
+    layout = _FrameLayout.of(axes, shape, segmenter.contract.in_channels, channel)
+    total = int(np.prod(layout.lead_shape, dtype=np.int64))
+    value_range = None
+    if normalize == "stack":
+        value_range = stack_range(segmenter.normalization, layout.frames(array))
+    elif normalize != "frame":
+        raise ValueError(f"normalize must be 'frame' or 'stack', got {normalize!r}")
+    height, width = layout.frame_shape
+    labels = np.empty((total, height, width), np.uint8)
+    probs = None
+    if probabilities is not None:
+        probs = np.empty((total, segmenter.n_classes, height, width), probabilities)
+    stop = cancelled or (lambda: False)
+    if stop():
+        raise Cancelled(f"segmentation cancelled before the first of {total} frames")
+    predictions = segmenter.stream(layout.frames(array), value_range, probabilities)
+    for done, (_, prediction) in enumerate(predictions, start=1):
+        labels[done - 1] = prediction.labels
+        if probs is not None:
+            probs[done - 1] = prediction.probabilities
+        if on_progress is not None:
+            on_progress(done, total)
+        if done < total and stop():
+            predictions.close()  # stops the read-ahead
+            raise Cancelled(f"segmentation cancelled after {done} of {total} frames")
+    return layout.result(labels, probs)
+
+
+@dataclass(frozen=True)
+class _FrameLayout:
+    """Where an array's frames are: the leading axes enumerate them; ``channel_axis``
+    (if any) is moved before Y, X, or fixed at ``channel``."""
+
+    axes: str
+    lead_axes: str
+    lead_shape: tuple[int, ...]
+    channel_axis: str | None
+    channel: int | None
+    frame_shape: tuple[int, int]
+
+    @classmethod
+    def of(cls, axes: str, shape: tuple[int, ...], in_channels: int, channel: int | None) -> _FrameLayout:
+        axes = axes.upper()
+        if len(axes) != len(shape) or len(set(axes)) != len(axes) or not axes.isalpha():
+            raise InputError(f"axes '{axes}' do not name the {len(shape)} axes of an array of shape {shape}")
+        if "Y" not in axes or "X" not in axes:
+            raise InputError(f"axes '{axes}' have no Y and X")
+        if 0 in shape:
+            raise InputError(f"array of shape {shape} is empty")
+        sizes = dict(zip(axes, shape, strict=True))
+        found = [a for a in axes if a in CHANNEL_AXES]
+        if len(found) > 1:
+            raise InputError(f"axes '{axes}' have two channel axes ({', '.join(found)})")
+        channel_axis = found[0] if found else None
+        n = sizes[channel_axis] if channel_axis else 1
+        if in_channels == 1:
+            if channel is not None and not 0 <= channel < n:
+                raise InputError(f"channel {channel} is outside the {n} channels of axis '{channel_axis}'")
+            if channel is None and n > 1:
+                raise InputError(
+                    f"array has {n} channels (axis '{channel_axis}'); the model takes one: "
+                    "choose it with channel="
+                )
+            channel = channel or 0
+        elif n != in_channels or channel is not None:
+            raise InputError(f"the model takes {in_channels} channels; axis '{channel_axis or 'C'}' has {n}")
+        lead = "".join(a for a in axes if a not in "YX" and a != channel_axis)
+        lead_shape = tuple(sizes[a] for a in lead)
+        return cls(axes, lead, lead_shape, channel_axis, channel, (sizes["Y"], sizes["X"]))
+
+    def frames(self, array: Any) -> Iterator[np.ndarray]:
+        """Each frame as a numpy Y x X (or C x Y x X) array, read on demand."""
+        frame_axes = ("" if self.channel is not None or not self.channel_axis else self.channel_axis) + "YX"
+        for index in np.ndindex(*self.lead_shape):
+            position = dict(zip(self.lead_axes, index, strict=True))
+            if self.channel_axis and self.channel is not None:
+                position[self.channel_axis] = self.channel
+            key = tuple(position.get(a, slice(None)) for a in self.axes)
+            kept = [a for a in self.axes if a not in position]
+            yield np.transpose(np.asarray(array[key]), [kept.index(a) for a in frame_axes])
+
+    def result(self, labels: np.ndarray, probabilities: np.ndarray | None) -> ArraySegmentation:
+        """Stacked frame results back in the array's axis order (probabilities: lead, C, YX)."""
+        lead_shape = self.lead_shape
+        stacked = self.lead_axes + "YX"
+        out_axes = "".join(a for a in self.axes if a != self.channel_axis)
+        labels = labels.reshape(*lead_shape, *labels.shape[1:])
+        order = [stacked.index(a) for a in out_axes]
+        labels = np.ascontiguousarray(np.transpose(labels, order))
+        if probabilities is None:
+            return ArraySegmentation(labels, out_axes)
+        probabilities = probabilities.reshape(*lead_shape, *probabilities.shape[1:])
+        return ArraySegmentation(labels, out_axes, probabilities, self.lead_axes + "CYX")

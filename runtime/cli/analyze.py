@@ -1,0 +1,103 @@
+"""``ernet-analyze``: ER network metrics of label masks, a CSV row per frame."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+
+from ..analysis import SUCCESSOR_COLUMNS, AnalysisOptions, MetricsRecorder, require_analysis_libraries
+from ..errors import InputError
+from ..io import open_image, output_path, refuse_existing
+from ..progress import progress
+from .infer import FIGURES_HELP
+from .policy import Failures, command, typer_app
+
+app = typer_app()
+
+
+def parse_classes(text: str | None) -> tuple[int, ...] | None:
+    """``"1,3"`` -> ``(1, 3)``; None for all classes but background."""
+    if not text:
+        return None
+    try:
+        return tuple(int(c) for c in text.split(","))
+    except ValueError:
+        raise typer.BadParameter(
+            f"expected class ids such as 1,3, got {text!r}", param_hint="--classes"
+        ) from None
+
+
+@app.command()
+@command
+def analyze(
+    masks: Annotated[list[Path], typer.Argument(help="Label masks (TIFF/PNG; class ids), frames or stacks.")],
+    pixel_size: Annotated[
+        float | None, typer.Option(help="Pixel side in µm; default: from the file, else lengths in px.")
+    ] = None,
+    classes: Annotated[
+        str | None, typer.Option(help="Class ids forming the network, e.g. '1' or '1,3'; default: all but 0.")
+    ] = None,
+    min_object_size: Annotated[
+        int, typer.Option(help="Remove ER pieces smaller than this many pixels first.")
+    ] = AnalysisOptions.min_object_size,
+    min_spur_length: Annotated[
+        float, typer.Option(help="Prune free-end branches shorter than this many pixels.")
+    ] = AnalysisOptions.min_spur_length,
+    merge_junctions_within: Annotated[
+        float, typer.Option(help="Merge junctions joined by a branch shorter than this many pixels.")
+    ] = AnalysisOptions.merge_junctions_within,
+    figures: Annotated[bool, typer.Option(help=FIGURES_HELP)] = False,
+    successor_columns: Annotated[
+        bool, typer.Option(help="Only the successor's (ERnet-v2) metric set, in its order (see README).")
+    ] = False,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Output folder; default: beside each mask.")
+    ] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace existing outputs.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+) -> None:
+    """ER network metrics of each MASK; writes <stem>_metrics.csv (a row per frame, units in the header)."""
+    chosen = parse_classes(classes)
+    require_analysis_libraries(figures)
+    targets = [output_path(m, "metrics", out, ".csv") for m in masks]
+    for target in targets:
+        refuse_existing(target, overwrite)
+    failures = Failures()
+    for source, target in zip(masks, targets, strict=True):
+        with failures.each(source):
+            image = open_image(source)
+            if not np.issubdtype(image.dtype, np.integer):
+                raise InputError(f"{source}: a label mask holds integer class ids, not {image.dtype}")
+            options = AnalysisOptions(
+                classes=chosen,
+                min_object_size=min_object_size,
+                min_spur_length=min_spur_length,
+                merge_junctions_within=merge_junctions_within,
+                pixel_size=pixel_size or image.calibration.micrometres_per_pixel,
+            )
+            recorder = MetricsRecorder(
+                target,
+                image.axes,
+                image.shape,
+                options=options,
+                figures=figures,
+                columns=SUCCESSOR_COLUMNS if successor_columns else None,
+            )
+            with progress(image.n_frames, source.name, quiet=quiet) as advance:
+                for labels in image.frames():
+                    recorder.add(labels)
+                    advance(1)
+            recorder.finish()
+            if not quiet:
+                unit = "µm" if options.pixel_size else "px (no pixel size)"
+                print(f"wrote {target} ({image.n_frames} frames, lengths in {unit})", file=sys.stderr)
+    failures.exit()
+
+
+def main() -> None:
+    """Entry point of ``ernet-analyze``."""
+    app()

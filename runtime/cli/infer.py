@@ -1,0 +1,201 @@
+"""``ernet-infer``: segment images and stacks. Thin: parse, call the API, report."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Literal, cast
+
+import typer
+
+from ..analysis import AnalysisOptions, require_analysis_libraries
+from ..backends import PROVIDER_CHOICES
+from ..errors import OutputError
+from ..io import mask_path, open_image, output_path, refuse_existing
+from ..pipeline import Outputs, segment_image
+from ..postprocess import ProbabilityFormat
+from ..progress import progress
+from ..segmenter import Segmenter
+from ..spec import RunSpec
+from .policy import Failures, command, typer_app
+
+app = typer_app()
+FIGURES_HELP = "also draw <stem>_graph_NNNN.png per frame and, for stacks, <stem>_metrics.png over time."
+
+
+def plan_outputs(
+    inputs: list[Path],
+    out_dir: Path | None,
+    *,
+    probabilities: ProbabilityFormat | None,
+    overlay: bool,
+    metrics: bool,
+    overwrite: bool,
+) -> list[Outputs]:
+    """Output files per input; refuses to overwrite an input, or an output unless asked."""
+    if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
+        raise OutputError(f"{out_dir}: output folder is not a directory")
+    sources = {p.resolve() for p in inputs}
+    plans = []
+    seen: set[Path] = set()
+    for source in inputs:
+        plan = Outputs(
+            mask_path(source, out_dir),
+            output_path(source, "probabilities", out_dir) if probabilities else None,
+            probabilities or "uint8",
+            output_path(source, "overlay", out_dir) if overlay else None,
+            output_path(source, "metrics", out_dir, ".csv") if metrics else None,
+            overwrite,
+        )
+        for target in plan.paths():
+            resolved = target.resolve()
+            if resolved in sources:
+                raise OutputError(f"{target}: output for {source} would overwrite an input")
+            if resolved in seen:
+                raise OutputError(f"{target}: two inputs would write the same output")
+            seen.add(resolved)
+            refuse_existing(target, overwrite)
+        plans.append(plan)
+    return plans
+
+
+def parse_index(values: list[str]) -> dict[str, int]:
+    """``["Z=3", "Q=0"]`` -> ``{"Z": 3, "Q": 0}``."""
+    out = {}
+    for value in values:
+        axis, sep, number = value.partition("=")
+        if not sep or len(axis.strip()) != 1 or not number.strip().lstrip("-").isdigit():
+            raise typer.BadParameter(f"expected AXIS=INDEX such as Z=0, got {value!r}", param_hint="--index")
+        out[axis.strip().upper()] = int(number)
+    return out
+
+
+@app.command()
+@command
+def infer(
+    inputs: Annotated[
+        list[Path], typer.Argument(help="Images (TIFF, PNG, JPG) or TIFF stacks.", show_default=False)
+    ],
+    model: Annotated[
+        Path | None, typer.Option("--model", "-m", help="ERNet ONNX model; default: the embedded one.")
+    ] = None,
+    provider: Annotated[
+        str, typer.Option(help=f"Execution provider: {'|'.join(PROVIDER_CHOICES)}.")
+    ] = "auto",
+    fallback: Annotated[
+        bool, typer.Option(help="If the provider asked for cannot start, use the next one (else: error).")
+    ] = False,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Output folder; default: beside each input.")
+    ] = None,
+    tile: Annotated[int | None, typer.Option(help="Tile size; default: the model's training crop.")] = None,
+    overlap: Annotated[
+        int | None, typer.Option(help="Tile overlap in pixels; default: a quarter of the tile.")
+    ] = None,
+    batch: Annotated[int, typer.Option(help="Tiles per model call.")] = 4,
+    threads: Annotated[
+        int | None, typer.Option(help="CPU threads; default: the physical cores available.")
+    ] = None,
+    fp16: Annotated[
+        bool,
+        typer.Option(help="ort-tensorrt provider: allow fp16 layers (native TensorRT: use model.fp16.onnx)."),
+    ] = False,
+    engine: Annotated[
+        Path | None,
+        typer.Option(
+            help="Native TensorRT engine (.plan with its .plan.json manifest); built there from --model "
+            "if absent. Default: engines cached per model, GPU and TensorRT version."
+        ),
+    ] = None,
+    rebuild_engine: Annotated[
+        bool, typer.Option(help="Rebuild the TensorRT engine, e.g. one made for another GPU or TensorRT.")
+    ] = False,
+    normalize: Annotated[
+        str, typer.Option(help="Normalise each 'frame' on its own, or a whole 'stack' alike.")
+    ] = "frame",
+    channel: Annotated[
+        int | None, typer.Option(help="Channel to segment in multichannel or RGB inputs (0-based).")
+    ] = None,
+    index: Annotated[
+        list[str] | None, typer.Option(help="Fix an extra axis, e.g. --index Q=0 (repeatable).")
+    ] = None,
+    probabilities: Annotated[
+        str | None,
+        typer.Option(help="Also write <stem>_probabilities.tif per class: 'uint8' (0-255) or 'float16'."),
+    ] = None,
+    overlay: Annotated[
+        bool, typer.Option(help="Also write <stem>_overlay.tif (RGB) for quick viewing.")
+    ] = False,
+    metrics: Annotated[
+        bool, typer.Option(help="Also write <stem>_metrics.csv: ER network metrics per frame.")
+    ] = False,
+    pixel_size: Annotated[
+        float | None, typer.Option(help="Pixel side in µm for --metrics; default: from the file.")
+    ] = None,
+    figures: Annotated[bool, typer.Option(help="With --metrics: " + FIGURES_HELP)] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace existing outputs.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+) -> None:
+    """Segment ER in each INPUT; writes <stem>_mask.tif (uint8 class ids, input axes)."""
+    if normalize not in ("frame", "stack"):
+        raise typer.BadParameter("choose 'frame' or 'stack'", param_hint="--normalize")
+    if probabilities not in (None, "uint8", "float16"):
+        raise typer.BadParameter("choose 'uint8' or 'float16'", param_hint="--probabilities")
+    if figures and not metrics:
+        raise typer.BadParameter("draws the network analysis: add --metrics", param_hint="--figures")
+    selection = parse_index(index or [])
+    plans = plan_outputs(
+        inputs,
+        out,
+        probabilities=cast("ProbabilityFormat | None", probabilities),
+        overlay=overlay,
+        metrics=metrics,
+        overwrite=overwrite,
+    )
+    if metrics:
+        require_analysis_libraries(figures)
+    spec = RunSpec(model, provider, fallback, threads, tile, overlap, batch, fp16, engine, rebuild_engine)
+    segmenter = Segmenter(spec, warmup=False)
+    if not quiet:
+        for name, reason in segmenter.backend.fallbacks:
+            print(f"note: provider {name} not used: {reason}", file=sys.stderr)
+        print(
+            f"model: {segmenter.model_path or engine} on {segmenter.backend.description}"
+            f" (tile {segmenter.tile}, overlap {segmenter.overlap}, batch {segmenter.batch})",
+            file=sys.stderr,
+        )
+    failures = Failures()
+    frames = pixels = 0
+    start = time.perf_counter()
+    for source, plan in zip(inputs, plans, strict=True):
+        with failures.each(source):
+            image = open_image(source, channel, selection)
+            with progress(image.n_frames, source.name, quiet=quiet) as advance:
+                segment_image(
+                    segmenter,
+                    image,
+                    plan,
+                    normalize_over=cast("Literal['frame', 'stack']", normalize),
+                    analysis=AnalysisOptions(pixel_size=pixel_size),
+                    figures=figures,
+                    advance=advance,
+                )
+            frames += image.n_frames
+            pixels += image.n_frames * image.frame_shape[0] * image.frame_shape[1]
+            if not quiet:
+                for path in plan.paths():
+                    print(f"wrote {path}", file=sys.stderr)
+    elapsed = max(time.perf_counter() - start, 1e-9)
+    mpix = pixels / 1e6
+    print(
+        f"{frames} frames, {mpix:.2f} MPix in {elapsed:.2f} s: {frames / elapsed:.2f} frames/s, "
+        f"{mpix / elapsed:.2f} MPix/s on {segmenter.backend.description}"
+        + (f"; {failures.count} input(s) failed" if failures.count else "")
+    )
+    failures.exit()
+
+
+def main() -> None:
+    """Entry point of ``ernet-infer``."""
+    app()

@@ -1,0 +1,109 @@
+"""The one error and exit-code policy of every ``ernet-*`` command.
+
+A problem is one line on stderr, ``error: <file>: <problem>``, and an exit code:
+1 for errors, 2 for bad usage, 130 for Ctrl-C. Commands wrap their body in
+:func:`command` (or decorate it); commands over several inputs report each failed
+input with :class:`Failures` and go on with the next.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import ParamSpec, TypeVar
+
+import typer
+
+from ..errors import ErnetError, first_line
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+#: Errors reported as one line: ours (which name their file), bad values, and what the
+#: system or a model runtime raises (out of memory, a failing provider).
+REPORTED = (ErnetError, ValueError, OSError, RuntimeError, MemoryError)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def fail(message: str) -> None:
+    """Print one error line to stderr."""
+    print(f"error: {message}", file=sys.stderr, flush=True)
+
+
+def error_line(exc: BaseException, subject: Path | str | None = None) -> str:
+    """The one line that reports ``exc``: our errors and bad values as they are (they name
+    their file), others with their type, after ``subject`` (the file being processed)."""
+    if isinstance(exc, ErnetError | ValueError):
+        return first_line(exc)
+    text = f"{type(exc).__name__}: {first_line(exc)}"
+    return f"{subject}: {text}" if subject is not None else text
+
+
+def interrupted(subject: Path | str | None = None) -> typer.Exit:
+    """Report Ctrl-C (for ``subject``, whose outputs were not written); the exit to raise."""
+    fail(f"{subject}: interrupted; its outputs were not written" if subject is not None else "interrupted")
+    return typer.Exit(EXIT_INTERRUPTED)
+
+
+@contextmanager
+def reported() -> Iterator[None]:
+    """Turn an error inside into its line and exit code."""
+    try:
+        yield
+    except typer.Exit:  # an exit code chosen by the command (click's Exit is a RuntimeError)
+        raise
+    except typer.BadParameter as exc:
+        fail(f"{exc.param_hint}: {exc.message}" if exc.param_hint else exc.message)
+        raise typer.Exit(EXIT_USAGE) from None
+    except KeyboardInterrupt:
+        raise interrupted() from None
+    except REPORTED as exc:
+        fail(error_line(exc))
+        raise typer.Exit(EXIT_ERROR) from None
+
+
+def command(fn: Callable[P, R]) -> Callable[P, R]:
+    """Decorate a Typer command so that it follows the policy."""
+
+    @functools.wraps(fn)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        with reported():
+            return fn(*args, **kwargs)
+
+    return run
+
+
+class Failures:
+    """The inputs of a command that failed, each reported in one line as it fails."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    @contextmanager
+    def each(self, subject: Path) -> Iterator[None]:
+        """Process ``subject``: an error is reported and counted (the block is left, the
+        command goes on); Ctrl-C stops the command."""
+        try:
+            yield
+        except typer.Exit:
+            raise
+        except KeyboardInterrupt:
+            raise interrupted(subject) from None
+        except REPORTED as exc:
+            fail(error_line(exc, subject))
+            self.count += 1
+
+    def exit(self) -> None:
+        """Exit with the error code if any input failed."""
+        if self.count:
+            raise typer.Exit(EXIT_ERROR)
+
+
+def typer_app() -> typer.Typer:
+    """A Typer app as every command has it: no completion, no rich tracebacks."""
+    return typer.Typer(add_completion=False, pretty_exceptions_enable=False)

@@ -1,0 +1,77 @@
+"""``ernet-validate``: per-image IoU and Dice of a model on labelled frames, beside a
+classical local-threshold baseline (by default on the project's real frames)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from ..evaluation import REAL_DATA
+from ..evaluation.validate import mean_scores, model_predictions, saved_predictions, score_pair
+from ..io import atomic_output, labelled_pairs
+from ..segmenter import Segmenter
+from ..spec import RunSpec
+from .policy import command, typer_app
+
+app = typer_app()
+
+
+def _line(row: dict[str, Any]) -> str:
+    text = f"{row['frame']:<16} {row['iou']:6.3f} {row['dice']:6.3f}"
+    return text + (
+        f" {row['baseline_iou']:13.3f} {row['baseline_dice']:6.3f}" if "baseline_iou" in row else ""
+    )
+
+
+@app.command()
+@command
+def validate(
+    data: Annotated[Path, typer.Argument(help="Folder of NAME_image / NAME_mask pairs.")] = REAL_DATA,
+    model: Annotated[
+        Path | None, typer.Option("--model", "-m", help="ONNX model; default: the embedded one.")
+    ] = None,
+    provider: str = "auto",
+    tile: int | None = None,
+    overlap: int | None = None,
+    predictions: Annotated[
+        Path | None,
+        typer.Option(help="Score the masks ernet-infer wrote to this folder instead of running a model."),
+    ] = None,
+    baseline: Annotated[bool, typer.Option(help="Also score the local-threshold baseline.")] = True,
+    out: Annotated[Path | None, typer.Option(help="Write validation.json here.")] = None,
+) -> None:
+    """Score a model (and the classical baseline) on labelled frames, frame by frame."""
+    source: dict[str, Any] = {"predictions": str(predictions)}
+    if predictions is not None:
+        predict = saved_predictions(predictions)
+    else:
+        seg = Segmenter(RunSpec(model, provider, tile=tile, overlap=overlap))
+        source = {
+            "model": str(seg.model_path),
+            "metadata": seg.metadata.to_dict(),
+            "provider": seg.backend.description,
+            "tile": seg.tile,
+            "overlap": seg.overlap,
+        }
+        predict = model_predictions(seg)
+    pairs = labelled_pairs(data)
+    header = f"{'frame':<16} {'IoU':>6} {'Dice':>6}"
+    print(header + (f" {'baseline IoU':>13} {'Dice':>6}" if baseline else ""))
+    rows = []
+    for name, image_path, truth_path in pairs:
+        rows.append(score_pair(name, image_path, truth_path, predict, baseline))
+        print(_line(rows[-1]))
+    mean = mean_scores(rows)
+    print(_line({"frame": "mean", **mean}))
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        with atomic_output(out / "validation.json") as tmp:
+            tmp.write_text(json.dumps({**source, "frames": rows, "mean": mean}, indent=2))
+
+
+def main() -> None:
+    """Entry point of ``ernet-validate``."""
+    app()

@@ -1,0 +1,16 @@
+"""Evaluation: K-class scores (the one scoring home), labelled frames, and scoring a
+model on labelled images (``ernet-validate``)."""
+
+from .labelled import REAL_DATA, LabelledFrames, labelled_frames
+from .scores import class_scores, confusion_matrix, foreground_scores, scores, truth_ids
+
+__all__ = [
+    "REAL_DATA",
+    "LabelledFrames",
+    "class_scores",
+    "confusion_matrix",
+    "foreground_scores",
+    "labelled_frames",
+    "scores",
+    "truth_ids",
+]

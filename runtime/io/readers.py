@@ -1,0 +1,75 @@
+"""Opening inputs: the registered readers, chosen by probing the path.
+
+A reader is a name, the suffixes it claims, a ``probe`` of a path (a file's first
+bytes, a directory store's layout) and a ``layout`` of what it recognised. The first
+reader whose probe accepts a path opens it; failing that, the reader claiming its
+suffix does (and says what is wrong with the file). Directories are probed like files,
+so a store format (a zarr directory) is one more reader.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import InputError
+from . import pillow, tiff
+from .source import Layout, Source, select
+
+
+@dataclass(frozen=True)
+class Reader:
+    """One input format."""
+
+    name: str
+    suffixes: tuple[str, ...]
+    probe: Callable[[Path], bool]
+    layout: Callable[[Path], Layout]
+
+
+_READERS: list[Reader] = [
+    Reader("TIFF", tiff.SUFFIXES, tiff.probe, tiff.layout),
+    Reader("image", pillow.SUFFIXES, pillow.probe, pillow.layout),
+]
+
+
+def register_reader(reader: Reader) -> None:
+    """Make ``reader`` available to :func:`open_image` (probed after the built-in ones)."""
+    _READERS.append(reader)
+
+
+def known_suffixes() -> tuple[str, ...]:
+    """Every suffix a registered reader claims."""
+    return tuple(s for reader in _READERS for s in reader.suffixes)
+
+
+def reader_for(path: Path) -> Reader:
+    """The reader that opens ``path``; InputError naming the path if none does."""
+    if not path.exists():
+        raise InputError(f"{path}: file not found")
+    for reader in _READERS:
+        if reader.probe(path):
+            return reader
+    if path.is_dir():
+        raise InputError(f"{path}: not a file (a directory, and no image store a reader recognises)")
+    if not path.is_file():
+        raise InputError(f"{path}: not a file")
+    suffix = path.suffix.lower()
+    for reader in _READERS:
+        if suffix in reader.suffixes:
+            return reader  # its layout says what is wrong with the file
+    raise InputError(f"{path}: unsupported file type '{suffix}' (use {', '.join(known_suffixes())})")
+
+
+def open_image(
+    path: Path | str, channel: int | None = None, index: Mapping[str, int] | None = None
+) -> Source:
+    """Open a 2-D image or a stack whose leading axes are time and/or z.
+
+    ``channel`` picks one channel of a multichannel or RGB input; ``index`` fixes
+    other axes (e.g. ``{"Q": 0}``) when there are more than two leading ones.
+    Raises :class:`InputError` with one line naming the file and the problem.
+    """
+    path = Path(path)
+    return select(reader_for(path).layout(path), channel, dict(index or {}))

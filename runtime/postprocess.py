@@ -1,0 +1,54 @@
+"""From logits to what users get: class ids, probabilities in their storage formats, overlays."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+ProbabilityFormat = Literal["float32", "float16", "uint8"]
+PROBABILITY_FORMATS: tuple[ProbabilityFormat, ...] = ("float32", "float16", "uint8")
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """What one frame's inference gives: class ids, and class probabilities when asked."""
+
+    labels: np.ndarray  # H x W uint8
+    probabilities: np.ndarray | None = None  # K x H x W, float32/float16, or uint8 scaled to 0-255
+
+
+def class_ids(logits: np.ndarray) -> np.ndarray:
+    """Argmax over the class axis (0); for two classes a comparison, several times faster."""
+    if logits.shape[0] == 2:
+        return logits[1] > logits[0]  # ties go to class 0, as with argmax
+    return logits.argmax(axis=0)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Softmax over the class axis (0) of K x ... float32 logits."""
+    shifted = np.exp(logits - logits.max(axis=0, keepdims=True))
+    shifted /= shifted.sum(axis=0, keepdims=True)
+    return shifted
+
+
+def probabilities_as(logits: np.ndarray, fmt: ProbabilityFormat) -> np.ndarray:
+    """Class probabilities of K x ... logits in a storage format: float32, float16, or
+    uint8 scaled to 0-255."""
+    p = softmax(logits)
+    return (np.rint(p * 255) if fmt == "uint8" else p).astype(fmt, copy=False)
+
+
+#: Overlay colours (RGB) of classes 1, 2, ...; background stays grey.
+CLASS_COLOURS = np.array([[255, 0, 255], [0, 255, 0], [255, 160, 0], [0, 160, 255]], np.float32)
+
+
+def overlay(image: np.ndarray, labels: np.ndarray, alpha: float = 0.45) -> np.ndarray:
+    """An RGB uint8 view of a normalised frame (0-1) with each class >= 1 tinted."""
+    grey = np.clip(image, 0.0, 1.0) * np.float32(255)
+    rgb = np.repeat(grey[..., None], 3, axis=-1)
+    for k in range(1, int(labels.max(initial=0)) + 1):
+        where = labels == k
+        rgb[where] = (1 - alpha) * rgb[where] + alpha * CLASS_COLOURS[(k - 1) % len(CLASS_COLOURS)]
+    return np.rint(rgb).astype(np.uint8)
