@@ -71,10 +71,20 @@ def test_flops_are_counted_from_the_onnx_graph(tiny_onnx: Path) -> None:
     assert onnx_flops_per_pixel(tiny_onnx) == ERNetConfig(**TINY_OPTIONS).flops_per_pixel
 
 
-def test_gemm_rate_is_measured_per_thread() -> None:
+def test_gemm_rate_agrees_with_a_matrix_product_timed_here() -> None:
+    import time
+
+    import numpy as np
+
     from ernet.benchmarks.ceiling import gemm_gflops
 
-    assert gemm_gflops(threads=1, n=256, repeats=2) > 0.1
+    n = 384
+    a = np.random.default_rng(1).random((n, n), dtype=np.float32)
+    a @ a
+    best = min((lambda t: (a @ a, time.perf_counter() - t)[1])(time.perf_counter()) for _ in range(5))
+    here = 2 * n**3 / best / 1e9  # this process may use every core; the ceiling uses one
+    # A wrong FLOP count (n**2, a missing factor) or a rate in FLOP/s instead of GFLOP/s is off by far more.
+    assert here / 8 < gemm_gflops(threads=1, n=n, repeats=5) < here * 4
 
 
 def test_original_method_matches_onnx_on_the_same_weights(

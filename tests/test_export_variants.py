@@ -146,6 +146,8 @@ def test_export_all_writes_every_artefact_and_says_why_no_engine(
     reason = tensorrt_unavailable_reason()
     if reason is not None:
         assert engine == [f"TensorRT engine skipped: {reason}"]  # one line, with the reason
+    else:
+        assert len(engine) == 1 and not engine[0].startswith("TensorRT engine skipped")
     with pytest.raises(Exception, match="output exists"):
         export_all(tiny_checkpoint, output, variants=("fp16",), engine=False, echo=lines.append)
 
