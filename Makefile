@@ -14,7 +14,6 @@ CHECKPOINT ?= $(BUILD)/train/best.pt
 # make train-default: rebuilds the embedded default model from the repository alone.
 DEFAULT_TRAIN_ARGS ?= --epochs 30 --steps-per-epoch 100 --batch-size 4 --crop 256 --lr 1e-3 --lr-step 10 \
                       --features 16 --groups 2 --blocks 2 --reduction 4 --val-fraction 0.1 --seed 0
-REAL_DATA ?= ../shared/data/er-real
 MODEL      ?= $(BUILD)/model.onnx
 DEFAULT_MODEL := runtime/models/default.onnx
 # The demo uses the embedded default model when the package has one, else `make export`'s.
@@ -52,7 +51,7 @@ $(CHECKPOINT): $(TRAIN_DATA)/.done
 # fp32, fp16 and int8 ONNX (each checked, report beside it), and a TensorRT engine
 # where TensorRT and a GPU are present.
 $(MODEL): $(CHECKPOINT)
-	$(BIN)/ernet-export $(CHECKPOINT) --output $@ --real-data $(REAL_DATA) --overwrite
+	$(BIN)/ernet-export $(CHECKPOINT) --output $@ --overwrite
 
 train: $(CHECKPOINT)
 
@@ -66,7 +65,7 @@ train-default: $(STAMP)
 
 # Per-frame IoU/Dice of the demo model on the real labelled frames, beside the baseline.
 validate: $(STAMP) $(DEMO_MODEL)
-	$(BIN)/ernet-validate $(REAL_DATA) --model $(DEMO_MODEL) --out $(BUILD)/validate
+	$(BIN)/ernet-validate --model $(DEMO_MODEL) --out $(BUILD)/validate
 
 $(BUILD)/demo/sample_image.tif: $(STAMP)
 	$(BIN)/ernet-simulate $(BUILD)/demo --count 1 --frames 10 --size 512x512 --seed 7

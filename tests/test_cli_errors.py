@@ -220,3 +220,40 @@ def test_ctrl_c_leaves_no_half_written_output(tiny_onnx: Path, tmp_path: Path) -
     assert proc.returncode == 130, (proc.returncode, out, err)
     assert err.strip().splitlines() == [f"error: {stack}: interrupted; its outputs were not written"]
     assert _snapshot(tmp_path) == before
+
+
+COMMANDS = [
+    "ernet-infer",
+    "ernet-analyze",
+    "ernet-validate",
+    "ernet-train",
+    "ernet-simulate",
+    "ernet-export",
+    "ernet-bench",
+]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_unknown_option_is_one_usage_line(command: str, tmp_path: Path) -> None:
+    done = run_cli(command, "--no-such-option", cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert_one_error_line(done, "No such option: --no-such-option", f"(see {command} --help)")
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help_exits_zero(command: str, tmp_path: Path) -> None:
+    done = run_cli(command, "--help", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "Usage:" in done.stdout and done.stderr == ""
+
+
+def test_bad_option_value_is_one_usage_line(tmp_path: Path) -> None:
+    done = run_cli("ernet-infer", "--tile", "abc", "x.tif", cwd=tmp_path)
+    assert done.returncode == 2
+    assert_one_error_line(done, "'--tile'", "(see ernet-infer --help)")
+
+
+def test_missing_argument_is_one_usage_line(tmp_path: Path) -> None:
+    done = run_cli("ernet-infer", cwd=tmp_path)
+    assert done.returncode == 2
+    assert_one_error_line(done, "Missing argument", "(see ernet-infer --help)")

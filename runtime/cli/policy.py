@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import typer
 
@@ -104,6 +104,27 @@ class Failures:
             raise typer.Exit(EXIT_ERROR)
 
 
+class PolicyApp(typer.Typer):
+    """A Typer app whose usage errors (unknown option, bad value) are one line and exit 2."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:  # noqa: ANN401 (Typer's signature)
+        """Run the command; Typer's own errors become one ``error:`` line and their code."""
+        try:
+            kwargs["standalone_mode"] = False  # errors come back here, not printed by click
+            code = typer.main.get_command(self).main(*args, **kwargs)
+        except typer.Abort:
+            fail("interrupted")
+            sys.exit(EXIT_INTERRUPTED)
+        except typer.TyperException as exc:  # click's errors: bad usage (2), bad file (1)
+            exit_code = getattr(exc, "exit_code", EXIT_ERROR)
+            ctx = getattr(exc, "ctx", None)
+            hint = f" (see {ctx.command_path} --help)" if exit_code == EXIT_USAGE and ctx is not None else ""
+            fail(f"{exc.format_message()}{hint}")
+            sys.exit(exit_code)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
 def typer_app() -> typer.Typer:
-    """A Typer app as every command has it: no completion, no rich tracebacks."""
-    return typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+    """A Typer app as every command has it: no completion, no rich tracebacks, one-line
+    usage errors."""
+    return PolicyApp(add_completion=False, pretty_exceptions_enable=False)
