@@ -30,8 +30,9 @@ def layout(path: Path) -> Layout:
     try:
         with PILImage.open(path) as im:
             if im.mode == "P":
-                im = im.convert("RGBA" if "transparency" in im.info else "RGB")
-            data = np.asarray(im)
+                data = np.asarray(im.convert("RGBA" if "transparency" in im.info else "RGB"))
+            else:
+                data = np.asarray(im)
     except Exception as exc:
         raise InputError(f"{path}: not a readable image ({first_line(exc)})") from None
     if data.ndim == 3:
