@@ -117,7 +117,7 @@ class Segmenter:
 
     def grid(self, height: int, width: int) -> TileGrid:
         """The tiles a ``height`` x ``width`` frame is cut into."""
-        return self.plan.grid(height, width)
+        return self.plan.fitted(height, width).grid(height, width)
 
     def tile_batches(self, image: np.ndarray) -> Iterator[tuple[list[tuple[int, int]], np.ndarray]]:
         """The model inputs made of a prepared C x H x W image: (tile origins, batch) in

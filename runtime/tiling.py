@@ -12,7 +12,7 @@ holds about two tile rows, not whole-frame buffers.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -107,6 +107,8 @@ class TilePlan:
     overlap: int
     batch: int = 4
     multiple_of: int = 1
+    #: The backend runs one tile shape only (a TensorRT engine's profile): never shrink it.
+    fixed_shape: bool = False
 
     def __post_init__(self) -> None:
         if self.tile < 1:
@@ -121,6 +123,15 @@ class TilePlan:
     def grid(self, height: int, width: int) -> TileGrid:
         """The tile grid of a ``height`` x ``width`` frame."""
         return TileGrid.plan(height, width, self.tile, self.overlap, self.multiple_of)
+
+    def fitted(self, height: int, width: int) -> TilePlan:
+        """This plan for a ``height`` x ``width`` frame: a tile larger than the frame
+        shrinks to one tile over the frame's longer side (less padding to compute),
+        unless the backend needs its fixed shape."""
+        side = padded_length(max(height, width), 1, self.multiple_of)
+        if self.fixed_shape or side >= self.tile:
+            return self
+        return replace(self, tile=side, overlap=min(self.overlap, side - 1))
 
 
 def blend_window(
@@ -168,6 +179,7 @@ def stitch_bands(
     if image.ndim != 3:
         raise ValueError(f"expected a C x H x W image, got shape {image.shape}")
     _, height, width = image.shape
+    plan = plan.fitted(height, width)
     grid = plan.grid(height, width)
     tile = plan.tile
     padded = pad_to_grid(image, grid)

@@ -71,7 +71,7 @@ def test_single_tile_is_exactly_whole_frame_inference() -> None:
     np.testing.assert_array_equal(out, model(image[None])[0])
 
 
-def test_small_frames_are_reflected_up_to_the_tile_shape() -> None:
+def test_small_frames_are_reflected_up_to_a_fixed_tile_shape() -> None:
     image = np.random.default_rng(2).random((1, 30, 45), dtype=np.float32)
     seen = []
 
@@ -79,7 +79,7 @@ def test_small_frames_are_reflected_up_to_the_tile_shape() -> None:
         seen.append(batch.copy())
         return np.concatenate([batch, batch.mean() - batch], axis=1)  # depends on the whole tile
 
-    out = tiled_logits(image, model, 2, TilePlan(64, 16))
+    out = tiled_logits(image, model, 2, TilePlan(64, 16, fixed_shape=True))
     assert out.shape == (2, 30, 45)
     (tile,) = seen
     assert tile.shape == (1, 1, 64, 64)
@@ -178,3 +178,21 @@ def test_tiles_at_multiples_reproduce_a_windowed_model(shape: tuple[int, ...]) -
 def test_a_tile_that_is_not_a_multiple_is_refused() -> None:
     with pytest.raises(ValueError, match="not a multiple of 32"):
         TilePlan(100, 10, multiple_of=32)
+
+
+@pytest.mark.parametrize("fixed_shape", [False, True])
+def test_a_tile_larger_than_the_frame_shrinks_unless_the_shape_is_fixed(fixed_shape: bool) -> None:
+    """--tile 2000 on a small frame runs one frame-sized tile, not a padded 2000² one;
+    a TensorRT profile (fixed shape) keeps its tile."""
+    shapes: list[tuple[int, ...]] = []
+
+    def model(batch: np.ndarray) -> np.ndarray:
+        shapes.append(batch.shape)
+        return np.concatenate([batch, -batch], axis=1)
+
+    image = np.random.default_rng(0).random((1, 100, 150), dtype=np.float32)
+    plan = TilePlan(512, 128, batch=2, multiple_of=8, fixed_shape=fixed_shape)
+    logits = tiled_logits(image, model, 2, plan)
+    assert shapes == [(1, 1, 512, 512)] if fixed_shape else [(1, 1, 152, 152)]
+    assert np.array_equal(logits[0], image[0]) and logits.shape == (2, 100, 150)
+    assert plan.fitted(1000, 1000) is plan  # a frame larger than the tile: the plan as it is

@@ -15,6 +15,7 @@ import tempfile
 import warnings
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -178,6 +179,8 @@ class OnnxRuntimeBackend:
         self.session: InferenceSession | None = session
         self.provider = session.get_providers()[0]
         self.description = f"onnxruntime/{self.provider}"
+        if self.provider == _PROVIDERS["ort-tensorrt"]:  # its engines are built for the plan's tiles
+            self.plan = replace(self.plan, fixed_shape=True)
 
     def _open_session(self, ort: ModuleType, name: str) -> tuple[InferenceSession | None, str]:
         """A session on provider ``name`` (CPU as the only fallback), or None and why not."""
@@ -252,12 +255,26 @@ def open_session(
     return session, ""
 
 
+def _is_torch_checkpoint(path: Path) -> bool:
+    """Whether ``path`` is a PyTorch file: a zip archive (torch.save's format) or a pickle."""
+    with path.open("rb") as file:
+        head = file.read(4)
+    return head == b"PK\x03\x04" or head[:1] == b"\x80"
+
+
 def read_onnx_metadata(model: Path) -> ModelMetadata:
     """The description inside an ONNX file, with its tensors checked; ModelError, naming
     the file, when it is missing, not ONNX, not one of ours, or has other tensors."""
     model = Path(model)
+    if model.is_dir():
+        raise ModelError(f"{model}: a directory, not a model file (give an exported .onnx file)")
     if not model.is_file():
         raise ModelError(f"{model}: model file not found")
+    if _is_torch_checkpoint(model):
+        raise ModelError(
+            f"{model}: a PyTorch checkpoint, not an ONNX model; "
+            f"export it first: ernet-export {model} -o model.onnx"
+        )
     ort = import_onnxruntime()
     options = session_options(ort, RunSpec(threads=1))
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL

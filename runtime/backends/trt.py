@@ -7,6 +7,7 @@ once, and each call copies in, runs ``execute_async_v3`` and copies out on one s
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -36,7 +37,7 @@ class TensorRtBackend:
         self.fallbacks: list[tuple[str, str]] = []
         self.path, manifest = build_or_load_engine(spec.model_path, spec, spec.engine, target=target)
         self.metadata = manifest.metadata
-        self.plan = spec.tiling(self.metadata.contract)
+        self.plan = replace(spec.tiling(self.metadata.contract), fixed_shape=True)  # the engine's profile
         self.profile = manifest.key.profile
         self.description = f"tensorrt/{target.tensorrt_version} {target.gpu_name} ({manifest.key.precision})"
         self._engine: trt.ICudaEngine | None = None
