@@ -12,6 +12,7 @@ the ``analysis`` extra (scikit-image, skan, networkx; matplotlib for figures).
 
 from __future__ import annotations
 
+import importlib
 import math
 import warnings
 from collections.abc import Sequence
@@ -21,10 +22,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import ErnetError
-
 if TYPE_CHECKING:
     import networkx as nx
+
+    from .io import AxisScale
 
 #: Node degrees given their own column; higher degrees are counted together.
 MAX_DEGREE_COLUMN = 6
@@ -50,16 +51,11 @@ class AnalysisOptions:
 
 
 def require_analysis_libraries(figures: bool = False) -> None:
-    """Raise one clear line if the ``analysis`` extra is missing."""
-    try:
-        import networkx  # noqa: F401
-        import skan  # noqa: F401
-        import skimage  # noqa: F401
-
-        if figures:
-            import matplotlib  # noqa: F401
-    except ImportError as exc:
-        raise ErnetError(f"network analysis needs {exc.name}: pip install 'ernet[analysis]'") from None
+    """Import what the ``analysis`` extra brings (and, for ``figures``, matplotlib) before
+    any work: a missing one raises ModuleNotFoundError, which the commands report as the
+    extra to install."""
+    for name in ("networkx", "skan", "skimage", *(("matplotlib",) if figures else ())):
+        importlib.import_module(name)
 
 
 def er_mask(labels: np.ndarray, classes: Sequence[int] | None = None) -> np.ndarray:
@@ -322,6 +318,8 @@ class MetricsRecorder:
     """Metrics of a stack's label frames, added one by one: a CSV row per frame (and with
     ``figures``, a graph PNG per frame and a time-series PNG), written by ``finish``;
     ``columns`` limits the CSV to those metrics (e.g. :data:`SUCCESSOR_COLUMNS`).
+    Figures are titled with ``name`` (the input's stem; default: the CSV's, less
+    ``_metrics``) and, with ``frame_interval`` (the input's ``T`` scale), timed.
 
     Holds only the rows, so a stack of any length is analysed in bounded memory.
     """
@@ -335,17 +333,34 @@ class MetricsRecorder:
         options: AnalysisOptions = AnalysisOptions(),
         figures: bool = False,
         columns: Sequence[str] | None = None,
+        name: str | None = None,
+        frame_interval: AxisScale | None = None,
     ) -> None:
         self.csv_path, self.class_names, self.options, self.figures = csv_path, class_names, options, figures
         self.columns = columns
+        self._stem = csv_path.stem.removesuffix("_metrics")
+        self.name = name or self._stem
         self._indices = frame_indices(axes, shape)
+        self.frame_interval = interval = frame_interval if "T" in axes[:-2] else None
+        #: Each frame's time, in the interval's unit, where the interval is known.
+        self.times = None if interval is None else [i["T"] * interval.step for i in self._indices]
         self.rows: list[dict[str, Any]] = []
 
     def figure_path(self, frame: int | None = None) -> Path:
         """``<stem>_graph_NNNN.png`` for a frame, ``<stem>_metrics.png`` for the time series."""
-        stem = self.csv_path.stem.removesuffix("_metrics")
-        name = f"{stem}_metrics.png" if frame is None else f"{stem}_graph_{frame:04d}.png"
+        name = f"{self._stem}_metrics.png" if frame is None else f"{self._stem}_graph_{frame:04d}.png"
         return self.csv_path.with_name(name)
+
+    def frame_title(self, frame: int) -> str:
+        """``name — frame 2/10``, or ``name — t = 1.5 s (frame 2/10)`` with the frame interval."""
+        n = len(self._indices)
+        if n == 1:
+            return self.name
+        where = f"frame {frame + 1}/{n}"
+        if self.times is None or self.frame_interval is None:
+            return f"{self.name} — {where}"
+        unit = f" {self.frame_interval.unit}" if self.frame_interval.unit else ""
+        return f"{self.name} — t = {self.times[frame]:g}{unit} ({where})"
 
     def add(self, labels: np.ndarray) -> dict[str, Any]:
         """Analyse the next frame; returns its row."""
@@ -356,9 +371,7 @@ class MetricsRecorder:
         if self.figures:
             from .figures import graph_figure
 
-            graph_figure(
-                self.figure_path(i), analysis.mask, analysis.graph, f"{self.csv_path.stem} frame {i}"
-            )
+            graph_figure(self.figure_path(i), analysis.mask, analysis.graph, self.frame_title(i))
         return row
 
     def finish(self) -> None:
@@ -371,7 +384,14 @@ class MetricsRecorder:
         if self.figures and len(self.rows) > 1:
             from .figures import time_series_figure
 
-            time_series_figure(self.figure_path(), self.rows, metric_units(self.options.pixel_size))
+            time_series_figure(
+                self.figure_path(),
+                self.rows,
+                metric_units(self.options.pixel_size),
+                times=self.times,
+                time_unit=self.frame_interval.unit if self.frame_interval else None,
+                title=self.name,
+            )
 
 
 def write_metrics_csv(path: Path, rows: list[dict[str, Any]], pixel_size: float | None) -> None:

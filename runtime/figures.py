@@ -53,16 +53,32 @@ def graph_figure(path: Path, mask: np.ndarray, graph: nx.MultiGraph, title: str 
         plt.close(fig)
 
 
-def time_series_figure(path: Path, rows: Sequence[dict[str, Any]], units: dict[str, str]) -> None:
-    """PNG of the main metrics against the frame number, one panel each."""
+def time_series_figure(
+    path: Path,
+    rows: Sequence[dict[str, Any]],
+    units: dict[str, str],
+    times: Sequence[float] | None = None,
+    time_unit: str | None = None,
+    title: str = "",
+) -> None:
+    """PNG of the main metrics over time, one panel each: against ``times`` (in
+    ``time_unit``) where the frame interval is known, else against the frame number."""
     plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+
     fig, axes = plt.subplots(len(TIME_SERIES), 1, figsize=(8, 2 * len(TIME_SERIES)), sharex=True, dpi=120)
     try:
-        frames = [row["frame"] for row in rows]
+        x = [row["frame"] for row in rows] if times is None else list(times)
         for ax, name in zip(axes, TIME_SERIES, strict=True):
-            ax.plot(frames, [row[name] for row in rows], marker=".", linewidth=1)
+            ax.plot(x, [row[name] for row in rows], marker=".", linewidth=1)
             ax.set_ylabel(f"{name}\n[{units[name]}]" if name in units else name, fontsize=8)
-        axes[-1].set_xlabel("frame")
+        if times is None:
+            axes[-1].set_xlabel("frame")
+            axes[-1].xaxis.set_major_locator(MaxNLocator(integer=True))
+        else:
+            axes[-1].set_xlabel(f"time ({time_unit})" if time_unit else "time")
+        if title:
+            fig.suptitle(title)
         fig.tight_layout()
         _save(fig, path)
     finally:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -242,6 +243,71 @@ def test_figures_per_frame_and_over_time(tmp_path: Path) -> None:
     names = sorted(p.name for p in tmp_path.iterdir())
     assert names == ["m.tif", "m_graph_0000.png", "m_graph_0001.png", "m_metrics.csv", "m_metrics.png"]
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in tmp_path.glob("*.png"))
+
+
+def _saved_figures(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """The figures the analysis saves from now on, by file name (still written)."""
+    from ernet.runtime import figures
+
+    saved: dict[str, Any] = {}
+    save = figures._save
+
+    def keep(fig: Any, path: Path) -> None:
+        saved[path.name] = fig
+        save(fig, path)
+
+    monkeypatch.setattr(figures, "_save", keep)
+    return saved
+
+
+def test_figures_are_titled_with_the_input_and_timed_by_its_frame_interval(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("matplotlib")
+    from ernet.runtime.analysis import MetricsRecorder
+    from ernet.runtime.io import AxisScale
+
+    saved = _saved_figures(monkeypatch)
+    recorder = MetricsRecorder(
+        tmp_path / "out_metrics.csv",
+        "TYX",
+        (3, 100, 100),
+        figures=True,
+        name="sample_image",
+        frame_interval=AxisScale(1.5, "s"),
+    )
+    for frame in (_grid(), _grid().T, _grid()):
+        recorder.add(frame)
+    recorder.finish()
+    titles = [saved[f"out_graph_{i:04d}.png"].axes[0].get_title() for i in range(3)]
+    assert titles == [f"sample_image — t = {t} s (frame {i + 1}/3)" for i, t in enumerate(("0", "1.5", "3"))]
+    series = saved["out_metrics.png"]
+    assert series.axes[-1].get_xlabel() == "time (s)"
+    assert list(series.axes[0].lines[0].get_xdata()) == [0.0, 1.5, 3.0]
+    assert (tmp_path / "out_metrics.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_untimed_figures_count_frames_in_whole_numbers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("matplotlib")
+    from ernet.runtime.analysis import MetricsRecorder
+    from ernet.runtime.io import AxisScale
+
+    saved = _saved_figures(monkeypatch)
+    # A ZYX stack: its frames are not in time, whatever the file says of T.
+    recorder = MetricsRecorder(
+        tmp_path / "cells_metrics.csv", "ZYX", (2, 100, 100), figures=True, frame_interval=AxisScale(2.0, "s")
+    )
+    recorder.add(_grid())
+    recorder.add(_grid().T)
+    recorder.finish()
+    assert saved["cells_graph_0001.png"].axes[0].get_title() == "cells — frame 2/2"
+    axis = saved["cells_metrics.png"].axes[-1]
+    assert axis.get_xlabel() == "frame"
+    assert all(float(t).is_integer() for t in axis.get_xticks())  # not 0, 0.5, 1 ...
+    single = MetricsRecorder(tmp_path / "one_metrics.csv", "YX", (100, 100), name="one_image")
+    assert single.frame_title(0) == "one_image"
 
 
 def test_ernet_infer_metrics(tiny_onnx: Path, tmp_path: Path) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -61,6 +63,42 @@ def test_bench_cli_writes_results(tiny_onnx: Path, tmp_path: Path) -> None:
     assert (tmp_path / "results.png").read_bytes()[:4] == b"\x89PNG"
     analysis = result["analysis"]
     assert analysis["frame"]["median_s"] > 0 and analysis["stacks"][0]["frames"] == 3
+
+
+def test_reduced_run_still_draws_what_it_measured(tiny_onnx: Path, tmp_path: Path) -> None:
+    done = run_cli(
+        "ernet-bench",
+        *("--model", tiny_onnx, "--provider", "cpu", "--sizes", "64x80", "--repeats", "1"),
+        *("--stacks", "", "--analysis-stacks", "", "--sweep-tiles", "", "--no-cli", "--no-compare"),
+        *("--out", tmp_path),
+    )
+    assert done.returncode == 0, done.stderr
+    assert "sweep" not in json.loads((tmp_path / "results.json").read_text())
+    assert (tmp_path / "results.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_provider_choices_are_listed_and_checked() -> None:
+    from ernet.runtime.backends import PROVIDER_CHOICES
+
+    done = run_cli("ernet-bench", "--help")
+    assert done.returncode == 0 and f"<{'|'.join(PROVIDER_CHOICES)}>" in done.stdout
+    done = run_cli("ernet-bench", "--provider", "gpu")
+    assert done.returncode == 2 and len(done.stderr.splitlines()) == 1
+    assert done.stderr.startswith("error: Invalid value for '--provider'") and "ort-tensorrt" in done.stderr
+
+
+@pytest.mark.parametrize("missing", ["scipy", "matplotlib"])
+def test_missing_bench_extra_is_one_error_line(missing: str) -> None:
+    code = (
+        f"import sys; sys.modules[{missing!r}] = None; from ernet.benchmarks.cli import main; "
+        "sys.argv = ['ernet-bench', '--provider', 'cpu', '--sizes', '64x64', '--repeats', '1']; main()"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        f"error: ernet-bench needs the 'bench' extra ({missing} is not installed): pip install 'ernet[bench]'"
+    ]
+    assert done.stdout == ""  # nothing measured
 
 
 def test_flops_are_counted_from_the_onnx_graph(tiny_onnx: Path) -> None:
