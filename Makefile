@@ -1,5 +1,5 @@
 # Every target creates or reuses the local virtual environment: a fresh clone needs
-# only Python 3.10+ and make.
+# only Python 3.11+ and make.
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -12,8 +12,7 @@ TRAIN_ARGS ?= --epochs 8 --steps-per-epoch 50 --batch-size 4 --crop 128 --lr 1e-
               --features 16 --groups 2 --blocks 2 --reduction 4
 CHECKPOINT ?= $(BUILD)/train/best.pt
 # make train-default: rebuilds the embedded default model from the repository alone.
-DEFAULT_TRAIN_ARGS ?= --epochs 30 --steps-per-epoch 100 --batch-size 4 --crop 256 --lr 1e-3 --lr-step 10 \
-                      --features 16 --groups 2 --blocks 2 --reduction 4 --val-fraction 0.1 --seed 0
+DEFAULT_TRAIN_ARGS ?= --preset shipped --seed 0
 MODEL      ?= $(BUILD)/model.onnx
 DEFAULT_MODEL := runtime/models/default.onnx
 # The demo uses the embedded default model when the package has one, else `make export`'s.
@@ -75,7 +74,10 @@ $(BUILD)/demo/sample_image.tif: $(STAMP)
 # Segment a generated time-lapse, then score the masks against its known labels.
 demo: $(STAMP) $(BUILD)/demo/sample_image.tif $(DEMO_MODEL)
 	$(BIN)/ernet-infer $(BUILD)/demo/sample_image.tif --model $(DEMO_MODEL) --out $(BUILD)/demo/out --overwrite
-	$(BIN)/ernet-validate $(BUILD)/demo --predictions $(BUILD)/demo/out --no-baseline
+	$(BIN)/ernet-validate $(BUILD)/demo --predictions $(BUILD)/demo/out --no-baseline --out $(BUILD)/demo/validate
+	@echo "Expected: IoU 0.510, Dice 0.675 for this time-lapse (generator seed 7; seeds 1-8 give IoU 0.13-0.88,"
+	@echo "median 0.80: README, Set-up). The false ER, magenta in $(BUILD)/demo/validate/sample_agreement.png,"
+	@echo "lies mostly in the bright perinuclear zone and on neighbouring cells, which the generator labels background."
 
 bench: $(STAMP) $(DEMO_MODEL)
 	$(BIN)/ernet-bench --model $(DEMO_MODEL) --out $(BUILD)/bench

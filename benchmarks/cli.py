@@ -7,6 +7,7 @@ holds on a noisy machine. Warm-up excluded; medians and spread reported.
 
 from __future__ import annotations
 
+import importlib
 import json
 import subprocess
 import sys
@@ -21,14 +22,24 @@ import typer
 
 from ernet.runtime import RunSpec, Segmenter
 from ernet.runtime.analysis import require_analysis_libraries
+from ernet.runtime.backends import Provider
 from ernet.runtime.cli.policy import command, typer_app
-from ernet.runtime.errors import ErnetError
 from ernet.runtime.io import atomic_output
 
 from .measure import machine, run_measured, summary, timings, uint16_frame
 from .plot import plot_results
 
-app = typer_app()
+app = typer_app(extra="bench")
+
+#: What the ``bench`` extra brings: scipy (the generated masks) and matplotlib (results.png).
+BENCH_MODULES = ("scipy", "matplotlib")
+
+
+def require_bench_libraries() -> None:
+    """Import what the ``bench`` extra brings before measuring anything: a missing one
+    raises ModuleNotFoundError, which the command reports as the extra to install."""
+    for name in BENCH_MODULES:
+        importlib.import_module(name)
 
 
 def frame_batches(seg: Segmenter, frame: np.ndarray) -> list[np.ndarray]:
@@ -59,7 +70,7 @@ def bench_frame(seg: Segmenter, height: int, width: int, repeats: int) -> dict[s
     }
 
 
-def bench_cli(model: Path, provider: str, height: int, width: int, repeats: int) -> dict[str, Any]:
+def bench_cli(model: Path, provider: Provider, height: int, width: int, repeats: int) -> dict[str, Any]:
     """Wall time of whole ``ernet-infer`` runs (start-up, model load, IO) on one frame."""
     import tifffile
 
@@ -72,7 +83,7 @@ def bench_cli(model: Path, provider: str, height: int, width: int, repeats: int)
     return {"frame": f"{height}x{width} uint16", **summary(seconds)}
 
 
-def bench_stack(seg: Segmenter, provider: str, frames: int, height: int, width: int) -> dict[str, Any]:
+def bench_stack(seg: Segmenter, provider: Provider, frames: int, height: int, width: int) -> dict[str, Any]:
     """A whole ``ernet-infer`` run on a uint16 stack: frames/s, peak RSS, and its time
     against the raw model run on the same tiles for as many frames."""
     import tifffile
@@ -311,10 +322,12 @@ def bench(
     model: Annotated[
         Path | None, typer.Option("--model", "-m", help="ERNet ONNX model; default: the embedded one.")
     ] = None,
-    provider: Annotated[str, typer.Option(help="auto|cpu|cuda|tensorrt")] = "auto",
+    provider: Annotated[
+        Provider, typer.Option(help="Execution provider; auto: the fastest that starts here.")
+    ] = "auto",
     sizes: Annotated[str, typer.Option(help="Comma-separated HEIGHTxWIDTH frames.")] = "512x512,1040x1392",
     tile: Annotated[int | None, typer.Option(help="Tile size; default: the model's.")] = None,
-    batch: int = 4,
+    batch: Annotated[int, typer.Option(help="Tiles per model call.")] = 4,
     repeats: Annotated[int, typer.Option(help="Timed repetitions per frame size.")] = 30,
     stacks: Annotated[
         str,
@@ -341,6 +354,7 @@ def bench(
     ] = None,
 ) -> None:
     """Time single-frame segmentation through the embeddable API and through ernet-infer."""
+    require_bench_libraries()
     spec = RunSpec(model, provider, tile=tile, batch=batch)
     seg = Segmenter(spec)
     shapes = [cast(tuple[int, int], parse_size(s)) for s in sizes.split(",")]
@@ -373,8 +387,11 @@ def bench(
         result["analysis"] = bench_analysis(
             [int(n) for n in analysis_stacks.split(",") if n], min(repeats, 10)
         )
-    except ErnetError as exc:
-        print(f"note: network analysis not measured: {exc}", file=sys.stderr)
+    except ImportError as exc:
+        print(
+            f"note: network analysis not measured: {exc.name} is not installed (extra 'analysis')",
+            file=sys.stderr,
+        )
     if compare:
         _stage("PyTorch comparison and GEMM ceiling" + (" (published size: minutes)" if published else ""))
         result["comparison"] = bench_comparison(seg, shapes, min(repeats, 5), published)

@@ -10,7 +10,7 @@ import typer
 from ernet.runtime.cli.policy import command, typer_app
 from ernet.runtime.evaluation import REAL_DATA
 
-app = typer_app()
+app = typer_app(extra="export")
 
 
 @app.command()
@@ -24,7 +24,13 @@ def export(
         ),
     ],
     output: Annotated[
-        Path, typer.Option("--output", "-o", help="fp32 ONNX file; variants are written beside it.")
+        Path,
+        typer.Option(
+            "--output",
+            "-o",
+            help="fp32 ONNX file; variants are written beside it.",
+            show_default="model.onnx in the current folder",
+        ),
     ] = Path("model.onnx"),
     variants: Annotated[
         str, typer.Option(help="Reduced-precision variants to derive: 'fp16,int8', one of them, or ''.")
@@ -33,13 +39,17 @@ def export(
         bool, typer.Option(help="Build a TensorRT engine too, where TensorRT and a GPU are present.")
     ] = True,
     real_data: Annotated[
-        Path, typer.Option(help="Labelled real frames for the accuracy checks (skipped if absent).")
+        Path,
+        typer.Option(
+            help="Labelled real frames for the accuracy checks (skipped if absent).",
+            show_default="$ERNET_REAL_DATA, else the project's real frames",
+        ),
     ] = REAL_DATA,
     opset: Annotated[int, typer.Option(help="ONNX opset, 18-20.")] = 18,
     tile_size: Annotated[
         int | None, typer.Option(help="Override the tile size recorded in the model.")
     ] = None,
-    overwrite: bool = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace existing artefacts.")] = False,
 ) -> None:
     """Export CHECKPOINT to ONNX and its variants, each checked before it is written,
     each with its report saved beside it (NAME.parity.json)."""

@@ -7,14 +7,15 @@ hands masks, probabilities and overlays to writers chosen by their output names.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from .analysis import AnalysisOptions, MetricsRecorder
-from .io import Source, Writer, open_writer
+from .io import Source, Writer, input_stem, open_writer
 from .postprocess import ProbabilityFormat, overlay
 from .preprocess import stack_range
 from .segmenter import Segmenter
@@ -35,6 +36,37 @@ class Outputs:
         return [p for p in (self.mask, self.probabilities, self.overlay, self.metrics) if p is not None]
 
 
+T = TypeVar("T")
+
+
+@dataclass
+class Timings:
+    """Where one input's time went, in seconds: segmentation (reading, normalising, the
+    model, stitching) and network analysis (metrics and figures)."""
+
+    segmentation: float = 0.0
+    analysis: float = 0.0
+
+    def add(self, other: Timings) -> None:
+        """Count ``other``'s time too."""
+        self.segmentation += other.segmentation
+        self.analysis += other.analysis
+
+
+def _timed(items: Iterable[T], timings: Timings) -> Iterator[T]:
+    """``items``, with the time spent producing each added to ``timings.segmentation``."""
+    iterator = iter(items)
+    while True:
+        start = time.perf_counter()
+        try:
+            item = next(iterator)
+        except StopIteration:
+            return
+        finally:
+            timings.segmentation += time.perf_counter() - start
+        yield item
+
+
 def segment_image(
     segmenter: Segmenter,
     source: Source,
@@ -44,7 +76,7 @@ def segment_image(
     analysis: AnalysisOptions | None = None,
     figures: bool = False,
     advance: Callable[[int], None] = lambda n: None,
-) -> None:
+) -> Timings:
     """Segment every frame of ``source`` into ``outputs``, in bounded memory.
 
     Frames are read and normalised on one thread, run through the model on the
@@ -53,7 +85,9 @@ def segment_image(
     complete. With ``outputs.metrics``, network metrics of every frame go to a CSV
     (``analysis`` options; by default the model's network classes and the pixel size
     of the input), with ``figures`` also a graph PNG per frame and a time series.
+    Returns where the time went.
     """
+    timings = Timings()
     value_range = stack_range(segmenter.normalization, source.frames()) if normalize_over == "stack" else None
     description = {
         "source": source.path.name,
@@ -88,17 +122,22 @@ def segment_image(
             overlays = writer(outputs.overlay, (*lead_shape, height, width, 3), lead_axes + "YXS", "uint8")
         recorder = _recorder(segmenter, source, outputs, analysis, figures)
         fmt = outputs.probability_format if probabilities else None
-        for normalized, prediction in segmenter.stream(source.frames(), value_range, fmt):
+        for normalized, prediction in _timed(segmenter.stream(source.frames(), value_range, fmt), timings):
             masks.write(prediction.labels)
             if probabilities and prediction.probabilities is not None:
                 probabilities.write(prediction.probabilities)
             if overlays:
                 overlays.write(overlay(normalized[0], prediction.labels))
             if recorder:
+                start = time.perf_counter()
                 recorder.add(prediction.labels)
+                timings.analysis += time.perf_counter() - start
             advance(1)
     if recorder:  # after every image output is in place
+        start = time.perf_counter()
         recorder.finish()
+        timings.analysis += time.perf_counter() - start
+    return timings
 
 
 def _recorder(
@@ -116,5 +155,12 @@ def _recorder(
         defaults["classes"] = segmenter.contract.network_classes
     options = replace(options, **defaults)
     return MetricsRecorder(
-        outputs.metrics, source.axes, source.shape, segmenter.contract.class_names, options, figures
+        outputs.metrics,
+        source.axes,
+        source.shape,
+        segmenter.contract.class_names,
+        options,
+        figures,
+        name=input_stem(source.path),
+        frame_interval=source.calibration["T"],
     )

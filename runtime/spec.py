@@ -10,11 +10,15 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from .contract import ModelContract
 from .models import default_model_path
 from .tiling import TilePlan
+
+#: Where a model runs: ``tensorrt`` is native TensorRT; ``ort-tensorrt``, ``cuda`` and
+#: ``cpu`` are ONNX Runtime's providers; ``auto`` tries them in that order.
+Provider = Literal["auto", "tensorrt", "ort-tensorrt", "cuda", "cpu"]
 
 
 @dataclass(frozen=True)
@@ -29,7 +33,7 @@ class RunSpec:
     """
 
     model: Path | None = None
-    provider: str = "auto"
+    provider: Provider = "auto"
     #: Fall back to the next provider when an explicitly requested one cannot start.
     fallback: bool = False
     #: CPU threads; None: the physical cores this process may use.

@@ -150,8 +150,9 @@ def test_unknown_architectures_and_options_are_refused(
         "error: unknown architecture 'Nope'"
     )
     done = run_cli(
-        "ernet-train", labelled, "-o", tmp_path / "y", "--option", "reduction=two", "--epochs", "1"
-    )
+        "ernet-train", labelled, "-o", tmp_path / "y", "--option", "reduction=two", "--epochs", "1",
+        "--val-fraction", "0.5",
+    )  # fmt: skip
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [
         "error: model config reduction must be a positive integer, got 'two'"

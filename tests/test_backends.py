@@ -106,3 +106,10 @@ def test_one_segmenter_shared_by_threads(tiny_onnx: Path) -> None:
     seg.close()
     with pytest.raises(BackendError, match="closed"):
         seg.segment(frames[0])
+
+
+def test_every_provider_is_named_once_and_onnx_runtime_s_are_among_them() -> None:
+    from ernet.runtime.backends import PROVIDER_CHOICES
+    from ernet.runtime.backends.ort import ORT_PROVIDER_CHOICES
+
+    assert PROVIDER_CHOICES == ("auto", "tensorrt", *ORT_PROVIDER_CHOICES[1:])

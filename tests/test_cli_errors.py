@@ -84,8 +84,24 @@ def _ernet_metadata_wrong_io(d: Path) -> Path:
     return _identity_onnx(d / "renamed.onnx", ModelMetadata().to_props())
 
 
+def _torch_checkpoint(d: Path) -> Path:
+    torch = pytest.importorskip("torch")
+    torch.save({"state_dict": {"w": torch.zeros(2)}}, d / "best.pt")
+    return d / "best.pt"
+
+
+def _folder(d: Path) -> Path:
+    (d / "exported").mkdir()
+    return d / "exported"
+
+
 MODEL_CASES: dict[str, tuple[Callable[[Path], Path], str]] = {
     "missing model": (lambda d: d / "absent.onnx", "model file not found"),
+    "PyTorch checkpoint": (
+        _torch_checkpoint,
+        "a PyTorch checkpoint, not an ONNX model; export it first: ernet-export",
+    ),
+    "folder": (_folder, "a directory, not a model file"),
     "not ONNX": (_not_onnx, "not a loadable ONNX model"),
     "not ERNet's ONNX": (_foreign_onnx, "not an ERNet model"),
     "wrong inputs/outputs": (_ernet_metadata_wrong_io, "expected input 'image' and output 'logits'"),
@@ -257,3 +273,83 @@ def test_missing_argument_is_one_usage_line(tmp_path: Path) -> None:
     done = run_cli("ernet-infer", cwd=tmp_path)
     assert done.returncode == 2
     assert_one_error_line(done, "Missing argument", "(see ernet-infer --help)")
+
+
+MISSING_EXTRAS = [
+    ("ernet.training.cli", "train_main", "ernet-train", "torch", "train", ["data"]),
+    ("ernet.training.cli", "simulate_main", "ernet-simulate", "scipy", "train", ["out"]),
+    ("ernet.export.cli", "main", "ernet-export", "onnx", "export", ["model.pt"]),
+    ("ernet.runtime.cli.validate", "main", "ernet-validate", "scipy", "analysis", ["pairs"]),
+    ("ernet.runtime.cli.analyze", "main", "ernet-analyze", "skan", "analysis", ["a_mask.tif"]),
+]
+
+
+@pytest.mark.parametrize(("module", "entry", "program", "missing", "extra", "args"), MISSING_EXTRAS)
+def test_a_missing_extra_is_named_in_one_line(
+    module: str, entry: str, program: str, missing: str, extra: str, args: list[str], tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "pairs").mkdir()
+    tifffile.imwrite(tmp_path / "pairs" / "a_image.tif", np.arange(64 * 64, dtype=np.uint16).reshape(64, 64))
+    tifffile.imwrite(tmp_path / "pairs" / "a_mask.tif", np.eye(64, dtype=np.uint8))
+    tifffile.imwrite(tmp_path / "a_mask.tif", np.eye(64, dtype=np.uint8))
+    code = (
+        f"import sys; sys.modules[{missing!r}] = None\n"
+        f"from {module} import {entry}\n"
+        f"sys.argv = [{program!r}, *sys.argv[1:]]; {entry}()"
+    )
+    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 1, done.stderr
+    install = f"pip install 'ernet[{extra}]'"
+    assert done.stderr.splitlines() == [
+        f"error: {program} needs the '{extra}' extra ({missing} is not installed): {install}"
+    ]
+
+
+def test_analyze_refuses_an_intensity_image(tmp_path: Path) -> None:
+    image = tmp_path / "cell.tif"
+    tifffile.imwrite(image, np.random.default_rng(0).integers(0, 4000, (64, 64), np.uint16))
+    before = _snapshot(tmp_path)
+    done = run_cli("ernet-analyze", image)
+    assert_one_error_line(done, str(image), "distinct values, not class ids: an intensity image?")
+    assert _snapshot(tmp_path) == before
+
+
+APPS = {
+    "ernet-infer": "ernet.runtime.cli.infer:app",
+    "ernet-analyze": "ernet.runtime.cli.analyze:app",
+    "ernet-validate": "ernet.runtime.cli.validate:app",
+    "ernet-train": "ernet.training.cli:train_app",
+    "ernet-simulate": "ernet.training.cli:simulate_app",
+    "ernet-export": "ernet.export.cli:app",
+    "ernet-bench": "ernet.benchmarks.cli:app",
+}
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_option_says_what_it_does(command: str) -> None:
+    import importlib
+
+    import typer
+
+    module, name = APPS[command].split(":")
+    click_command = typer.main.get_command(getattr(importlib.import_module(module), name))
+    silent = [p.name for p in click_command.params if not getattr(p, "help", None)]
+    assert silent == [], f"{command}: options without help: {silent}"
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help_fits_80_columns_uncut(command: str, tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    script = Path(sys.executable).parent / command
+    env = {**os.environ, "COLUMNS": "80", "TERM": "dumb"}
+    done = subprocess.run([str(script), "--help"], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "…" not in done.stdout and "<bool>" not in done.stdout
+    assert max(len(line) for line in done.stdout.splitlines()) <= 80

@@ -107,3 +107,24 @@ def test_channel_option_picks_the_er_channel(tmp_path: Path, tiny_onnx: Path) ->
         mask = tif.series[0].asarray()
     seg = Segmenter(tiny_onnx, provider="cpu")
     np.testing.assert_array_equal(mask[1], seg.segment(data[1, 2]))
+
+
+@pytest.mark.parametrize("metrics", [False, True])
+def test_summary_separates_model_throughput_from_analysis(
+    metrics: bool, stack: Path, tiny_onnx: Path
+) -> None:
+    import re
+
+    args = ["--metrics"] if metrics else []
+    done = run_cli("ernet-infer", stack, "--model", tiny_onnx, "--provider", "cpu", "-q", *args)
+    assert done.returncode == 0, done.stderr
+    line = done.stdout.strip().splitlines()[-1]
+    found = re.fullmatch(
+        r"6 frames, 0\.04 MPix: segmentation (\S+) s, (\S+) frames/s, \S+ MPix/s on "
+        r"onnxruntime/CPUExecutionProvider(?:; network analysis (\S+) s)?; total (\S+) s",
+        line,
+    )
+    assert found, line
+    segmentation, _, analysis, total = found.groups()
+    assert (analysis is not None) == metrics
+    assert float(segmentation) + float(analysis or 0) <= float(total) + 0.01

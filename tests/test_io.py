@@ -179,7 +179,10 @@ BAD_INPUTS = {
         lambda d: (tifffile.imwrite(d / "deep.tif", np.zeros((2, 2, 2, 8, 8), np.uint8)), d / "deep.tif")[1],
         "--index Q=0",
     ),
-    "directory": (lambda d: (d / "folder.tif").mkdir() or d / "folder.tif", "not a file"),
+    "directory": (
+        lambda d: (d / "folder.tif").mkdir() or d / "folder.tif",
+        "a directory, not an image or an image store; to segment the images in it, give them:",
+    ),
     "NaN pixels": (lambda d: _float_tiff(d / "nan.tif", np.nan), "NaN or infinite"),
     "inf pixels": (lambda d: _float_tiff(d / "inf.tif", np.inf), "NaN or infinite"),
     "RGB": (

@@ -81,7 +81,7 @@ def test_a_directory_store_is_one_more_reader(tmp_path: Path) -> None:
         assert num / den == pytest.approx(10.0)
     empty = tmp_path / "folder.tif"
     empty.mkdir()
-    with pytest.raises(InputError, match="folder.tif: not a file \\(a directory"):
+    with pytest.raises(InputError, match="folder.tif: a directory, not an image or an image store"):
         open_image(empty)
 
 

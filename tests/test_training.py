@@ -20,7 +20,7 @@ from ernet.training.models.ernet import ERNetConfig  # noqa: E402
 from ernet.training.synthetic import SyntheticConfig, generate_stack  # noqa: E402
 from ernet.training.train import TrainConfig, train  # noqa: E402
 
-from conftest import TINY_OPTIONS  # noqa: E402
+from conftest import TINY_OPTIONS, run_cli  # noqa: E402
 
 TINY = ERNetConfig(**TINY_OPTIONS)
 
@@ -158,8 +158,36 @@ def test_resume_refuses_other_models_and_foreign_checkpoints(dataset: Path, tmp_
 
 
 def test_train_cli_reports_bad_data_in_one_line(tmp_path: Path) -> None:
-    from conftest import run_cli
-
     done = run_cli("ernet-train", tmp_path / "nowhere", "-o", tmp_path / "out")
     assert done.returncode != 0
     assert done.stderr.strip().splitlines() == [f"error: {tmp_path / 'nowhere'}: data folder not found"]
+
+
+def test_the_shipped_preset_is_the_recipe_of_the_embedded_default_model() -> None:
+    from ernet.runtime.backends import read_onnx_metadata
+    from ernet.runtime.models import default_model_path
+    from ernet.training.presets import PRESETS
+
+    metadata = read_onnx_metadata(default_model_path())
+    recorded = metadata.provenance["training"]
+    shipped = PRESETS["shipped"]
+    schedule = ("epochs", "steps_per_epoch", "batch_size", "crop", "lr", "lr_step", "lr_gamma")
+    for name in (*schedule, "val_fraction"):
+        assert getattr(shipped, name) == recorded[name], name
+    assert shipped.architecture_config(metadata.architecture.name) == metadata.architecture.config
+
+
+def test_train_options_override_the_preset(dataset: Path, tmp_path: Path) -> None:
+    """``--preset published`` gives the published schedule; options given win over it
+    (read back from the checkpoint written)."""
+    done = run_cli(
+        "ernet-train", dataset, "--out", tmp_path, "--preset", "published", "--epochs", "1",
+        "--steps-per-epoch", "1", "--crop", "32", "--features", "8", "--groups", "1", "--blocks", "1",
+        "--reduction", "2", "--quiet",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    metadata = load_checkpoint(tmp_path / "last.pt").metadata
+    training = metadata.provenance["training"]
+    assert (training["lr"], training["lr_step"], training["batch_size"]) == (1e-4, 20, 2)  # published
+    assert (training["epochs"], training["crop"]) == (1, 32)  # given
+    assert metadata.architecture.config == {"n_feats": 8, "n_resgroups": 1, "n_resblocks": 1, "reduction": 2}

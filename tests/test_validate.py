@@ -66,3 +66,32 @@ def test_validate_cli(tiny_onnx: Path, tmp_path: Path) -> None:
     assert scored["frames"] == result["frames"]
     with pytest.raises(InputError, match="no image/mask pairs"):
         labelled_pairs(tmp_path / "r")
+
+
+def test_validate_out_draws_where_model_and_label_disagree(tmp_path: Path) -> None:
+    """--out writes NAME_agreement.png: magenta false ER, green ER found, orange ER missed."""
+    from PIL import Image
+
+    from ernet.runtime.postprocess import CLASS_COLOURS
+
+    data, predictions = tmp_path / "data", tmp_path / "predictions"
+    data.mkdir(), predictions.mkdir()
+    image = np.full((40, 40), 100, np.uint16)
+    truth = np.zeros((40, 40), np.uint8)
+    truth[:, 20:] = 1  # labelled ER: the right half
+    predicted = np.zeros((40, 40), np.uint8)
+    predicted[20:, :] = 1  # predicted ER: the bottom half
+    tifffile.imwrite(data / "cell_image.tif", image)
+    tifffile.imwrite(data / "cell_mask.tif", truth)
+    tifffile.imwrite(predictions / "cell_image_mask.tif", predicted)
+    done = run_cli(
+        "ernet-validate", data, "--predictions", predictions, "--no-baseline", "--out", tmp_path / "v"
+    )
+    assert done.returncode == 0, done.stderr
+    view = np.asarray(Image.open(tmp_path / "v" / "cell_agreement.png"))
+    assert view.shape == (40, 40, 3)
+    grey = view[0, 0]
+    assert (grey == grey[0]).all()  # top left: background in both, untinted
+    for (y, x), colour in [((30, 5), 0), ((30, 30), 1), ((5, 30), 2)]:  # false ER, found, missed
+        tint = view[y, x].astype(int) - grey.astype(int)
+        assert np.sign(tint).tolist() == np.sign(CLASS_COLOURS[colour] - grey).astype(int).tolist()

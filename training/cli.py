@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, TypeVar
 
 import typer
 
@@ -12,8 +12,11 @@ from ernet.runtime.cli.policy import command, typer_app
 from ernet.runtime.metadata import ERNET_ARCHITECTURE, ArchitectureSpec
 from ernet.runtime.preprocess import Normalization
 
-train_app = typer_app()
-simulate_app = typer_app()
+from .presets import PRESETS, PresetName
+
+train_app = typer_app(extra="train")
+simulate_app = typer_app(extra="train")
+T = TypeVar("T")
 #: ERNet's hyper-parameters behind the short options of ``ernet-train``.
 ERNET_OPTIONS = {
     "features": "n_feats",
@@ -52,61 +55,79 @@ def train(
     val_data: Annotated[
         Path | None, typer.Option(help="Validation folder; default: hold out --val-fraction.")
     ] = None,
-    val_fraction: float = 0.2,
-    epochs: int = 100,
-    steps_per_epoch: Annotated[int, typer.Option(help="Optimiser steps per epoch.")] = 100,
-    batch_size: int = 2,
-    crop: Annotated[int, typer.Option(help="Training crop size; recorded as the model's tile size.")] = 256,
-    lr: float = 1e-4,
-    lr_step: Annotated[int, typer.Option(help="Halve (x lr-gamma) the learning rate every N epochs.")] = 20,
-    lr_gamma: float = 0.5,
+    preset: Annotated[
+        PresetName,
+        typer.Option(
+            help="Recipe of the [preset] options: the embedded default model's or the published ERNet's."
+        ),
+    ] = "shipped",
+    val_fraction: Annotated[
+        float | None, typer.Option(help="Share of the samples held out for validation. [preset]")
+    ] = None,
+    epochs: Annotated[int | None, typer.Option(help="Epochs. [preset]")] = None,
+    steps_per_epoch: Annotated[int | None, typer.Option(help="Optimiser steps per epoch. [preset]")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Crops per optimiser step. [preset]")] = None,
+    crop: Annotated[
+        int | None, typer.Option(help="Training crop size; recorded as the model's tile size. [preset]")
+    ] = None,
+    lr: Annotated[float | None, typer.Option(help="Adam's learning rate. [preset]")] = None,
+    lr_step: Annotated[
+        int | None, typer.Option(help="Multiply the learning rate by --lr-gamma every N epochs. [preset]")
+    ] = None,
+    lr_gamma: Annotated[float | None, typer.Option(help="Learning-rate decay factor. [preset]")] = None,
     architecture: Annotated[
         str, typer.Option(help="A registered architecture (ernet.training.models).")
     ] = ERNET_ARCHITECTURE,
     option: Annotated[
         list[str] | None, typer.Option(help="An architecture option, KEY=VALUE (repeatable).")
     ] = None,
-    features: Annotated[int | None, typer.Option(help="ERNet's F: feature channels (default 64).")] = None,
-    groups: Annotated[int | None, typer.Option(help="ERNet's G: residual groups (default 5).")] = None,
-    blocks: Annotated[int | None, typer.Option(help="ERNet's B: blocks per group (default 10).")] = None,
+    features: Annotated[int | None, typer.Option(help="ERNet's F: feature channels. [preset]")] = None,
+    groups: Annotated[int | None, typer.Option(help="ERNet's G: residual groups. [preset]")] = None,
+    blocks: Annotated[int | None, typer.Option(help="ERNet's B: blocks per group. [preset]")] = None,
     reduction: Annotated[
-        int | None, typer.Option(help="ERNet's r: channel-attention reduction (default 16).")
+        int | None, typer.Option(help="ERNet's r: channel-attention reduction. [preset]")
     ] = None,
     classes: Annotated[str, typer.Option(help="Comma-separated class names, id 0 first.")] = "background,ER",
     normalization: Annotated[
-        str, typer.Option(help="'percentile' (1-99 %) or 'scale' (value / 255).")
+        Literal["percentile", "scale"],
+        typer.Option(help="percentile: 1-99 % of each frame to 0-1; scale: value / 255 (the original)."),
     ] = "percentile",
-    seed: int = 0,
+    seed: Annotated[int, typer.Option(help="Seed of weights, crops and the validation split.")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     workers: Annotated[int, typer.Option(help="Data-loader worker processes.")] = 0,
     resume: Annotated[Path | None, typer.Option(help="Continue from this checkpoint (last.pt).")] = None,
-    quiet: bool = False,
+    quiet: Annotated[bool, typer.Option(help="No per-epoch lines.")] = False,
 ) -> None:
-    """Train a model (by default ERNet) on labelled frames."""
+    """Train a model (by default ERNet) on labelled frames; options marked [preset]
+    default to the --preset recipe."""
     from .train import TrainConfig
     from .train import train as run_training
 
     names = tuple(n.strip() for n in classes.split(","))
     shorthands = {"features": features, "groups": groups, "blocks": blocks, "reduction": reduction}
-    config = {ERNET_OPTIONS[k]: v for k, v in shorthands.items() if v is not None}
+    recipe = PRESETS[preset]
+    config = recipe.architecture_config(architecture)
+    config.update({ERNET_OPTIONS[k]: v for k, v in shorthands.items() if v is not None})
     config.update(parse_options(option or []))
+
+    def chosen(value: T | None, default: T) -> T:
+        return default if value is None else value
+
     cfg = TrainConfig(
         data=data,
         out=out,
         val_data=val_data,
-        val_fraction=val_fraction,
+        val_fraction=chosen(val_fraction, recipe.val_fraction),
         architecture=ArchitectureSpec(architecture, config),
         class_names=names,
-        normalization=Normalization.original()
-        if normalization == "scale"
-        else Normalization(mode=normalization),  # type: ignore[arg-type]
-        epochs=epochs,
-        steps_per_epoch=steps_per_epoch,
-        batch_size=batch_size,
-        crop=crop,
-        lr=lr,
-        lr_step=lr_step,
-        lr_gamma=lr_gamma,
+        normalization=Normalization.original() if normalization == "scale" else Normalization(),
+        epochs=chosen(epochs, recipe.epochs),
+        steps_per_epoch=chosen(steps_per_epoch, recipe.steps_per_epoch),
+        batch_size=chosen(batch_size, recipe.batch_size),
+        crop=chosen(crop, recipe.crop),
+        lr=chosen(lr, recipe.lr),
+        lr_step=chosen(lr_step, recipe.lr_step),
+        lr_gamma=chosen(lr_gamma, recipe.lr_gamma),
         seed=seed,
         device=device,
         workers=workers,
@@ -124,7 +145,7 @@ def simulate(
     frames: Annotated[int, typer.Option(help="Frames per stack (time-lapse) ; 1 writes single frames.")] = 1,
     size: Annotated[str, typer.Option(help="HEIGHTxWIDTH.")] = "256x256",
     bit_depth: Annotated[int, typer.Option(help="8 or 16.")] = 8,
-    seed: int = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the generator; the same seed, the same frames.")] = 0,
 ) -> None:
     """Generate synthetic ER frames with exact labels: NAME_image.tif + NAME_mask.tif."""
     import numpy as np

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import get_args
 
 from ..errors import BackendError, ModelError, first_line
-from ..spec import RunSpec
+from ..spec import Provider, RunSpec
 from .base import Backend, physical_cores
-from .ort import ORT_PROVIDER_CHOICES, OnnxRuntimeBackend, read_onnx_metadata
+from .ort import OnnxRuntimeBackend, read_onnx_metadata
 
-#: ``tensorrt`` is native TensorRT; ``ort-tensorrt``, ``cuda`` and ``cpu`` are ONNX Runtime's
-#: providers; ``auto`` tries them in that order.
-PROVIDER_CHOICES = ("auto", "tensorrt", *ORT_PROVIDER_CHOICES[1:])
+#: Every provider name (:data:`~ernet.runtime.spec.Provider`), fastest first after ``auto``.
+PROVIDER_CHOICES: tuple[str, ...] = get_args(Provider)
 
 
 def open_backend(spec: RunSpec) -> Backend:
@@ -45,6 +45,7 @@ def open_backend(spec: RunSpec) -> Backend:
 __all__ = [
     "PROVIDER_CHOICES",
     "Backend",
+    "Provider",
     "OnnxRuntimeBackend",
     "open_backend",
     "physical_cores",

@@ -11,12 +11,24 @@ import typer
 
 from ..analysis import SUCCESSOR_COLUMNS, AnalysisOptions, MetricsRecorder, require_analysis_libraries
 from ..errors import InputError
-from ..io import open_image, output_path, refuse_existing
+from ..io import input_stem, open_image, output_path, refuse_existing
 from ..progress import progress
 from .infer import FIGURES_HELP
 from .policy import Failures, command, typer_app
 
-app = typer_app()
+app = typer_app(extra="analysis")
+#: More distinct values than this in a frame: an intensity image, not class ids.
+MAX_CLASS_IDS = 16
+
+
+def require_label_frame(labels: np.ndarray, source: Path, index: int) -> None:
+    """InputError unless ``labels`` looks like class ids (at most MAX_CLASS_IDS values)."""
+    values = np.unique(labels).size
+    if values > MAX_CLASS_IDS:
+        raise InputError(
+            f"{source}: frame {index} holds {values} distinct values, not class ids: an intensity "
+            "image? segment it first (ernet-infer --metrics, or ernet-analyze on its _mask.tif)"
+        )
 
 
 def parse_classes(text: str | None) -> tuple[int, ...] | None:
@@ -86,9 +98,12 @@ def analyze(
                 options=options,
                 figures=figures,
                 columns=SUCCESSOR_COLUMNS if successor_columns else None,
+                name=input_stem(source),
+                frame_interval=image.calibration["T"],
             )
             with progress(image.n_frames, source.name, quiet=quiet) as advance:
-                for labels in image.frames():
+                for index, labels in enumerate(image.frames()):
+                    require_label_frame(labels, source, index)
                     recorder.add(labels)
                     advance(1)
             recorder.finish()

@@ -5,22 +5,21 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Literal, cast
+from typing import Annotated, Literal
 
 import typer
 
 from ..analysis import AnalysisOptions, require_analysis_libraries
-from ..backends import PROVIDER_CHOICES
 from ..errors import OutputError
 from ..io import mask_path, open_image, output_path, refuse_existing
-from ..pipeline import Outputs, segment_image
+from ..pipeline import Outputs, Timings, segment_image
 from ..postprocess import ProbabilityFormat
 from ..progress import progress
 from ..segmenter import Segmenter
-from ..spec import RunSpec
+from ..spec import Provider, RunSpec
 from .policy import Failures, command, typer_app
 
-app = typer_app()
+app = typer_app(extra="analysis")
 FIGURES_HELP = "also draw <stem>_graph_NNNN.png per frame and, for stacks, <stem>_metrics.png over time."
 
 
@@ -71,6 +70,19 @@ def parse_index(values: list[str]) -> dict[str, int]:
     return out
 
 
+def throughput(frames: int, pixels: int, timings: Timings, total: float, backend: str) -> str:
+    """The run's summary line: the model's throughput apart from analysis and the total."""
+    mpix = pixels / 1e6
+    seconds = max(timings.segmentation, 1e-9)
+    line = (
+        f"{frames} frames, {mpix:.2f} MPix: segmentation {timings.segmentation:.2f} s, "
+        f"{frames / seconds:.2f} frames/s, {mpix / seconds:.2f} MPix/s on {backend}"
+    )
+    if timings.analysis:
+        line += f"; network analysis {timings.analysis:.2f} s"
+    return line + f"; total {total:.2f} s"
+
+
 @app.command()
 @command
 def infer(
@@ -81,7 +93,7 @@ def infer(
         Path | None, typer.Option("--model", "-m", help="ERNet ONNX model; default: the embedded one.")
     ] = None,
     provider: Annotated[
-        str, typer.Option(help=f"Execution provider: {'|'.join(PROVIDER_CHOICES)}.")
+        Provider, typer.Option(help="Execution provider; auto: the fastest that starts here.")
     ] = "auto",
     fallback: Annotated[
         bool, typer.Option(help="If the provider asked for cannot start, use the next one (else: error).")
@@ -112,7 +124,8 @@ def infer(
         bool, typer.Option(help="Rebuild the TensorRT engine, e.g. one made for another GPU or TensorRT.")
     ] = False,
     normalize: Annotated[
-        str, typer.Option(help="Normalise each 'frame' on its own, or a whole 'stack' alike.")
+        Literal["frame", "stack"],
+        typer.Option(help="Normalise each frame on its own, or a whole stack alike."),
     ] = "frame",
     channel: Annotated[
         int | None, typer.Option(help="Channel to segment in multichannel or RGB inputs (0-based).")
@@ -121,8 +134,8 @@ def infer(
         list[str] | None, typer.Option(help="Fix an extra axis, e.g. --index Q=0 (repeatable).")
     ] = None,
     probabilities: Annotated[
-        str | None,
-        typer.Option(help="Also write <stem>_probabilities.tif per class: 'uint8' (0-255) or 'float16'."),
+        Literal["uint8", "float16"] | None,
+        typer.Option(help="Also write <stem>_probabilities.tif per class: uint8 (0-255) or float16."),
     ] = None,
     overlay: Annotated[
         bool, typer.Option(help="Also write <stem>_overlay.tif (RGB) for quick viewing.")
@@ -138,17 +151,13 @@ def infer(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
 ) -> None:
     """Segment ER in each INPUT; writes <stem>_mask.tif (uint8 class ids, input axes)."""
-    if normalize not in ("frame", "stack"):
-        raise typer.BadParameter("choose 'frame' or 'stack'", param_hint="--normalize")
-    if probabilities not in (None, "uint8", "float16"):
-        raise typer.BadParameter("choose 'uint8' or 'float16'", param_hint="--probabilities")
     if figures and not metrics:
         raise typer.BadParameter("draws the network analysis: add --metrics", param_hint="--figures")
     selection = parse_index(index or [])
     plans = plan_outputs(
         inputs,
         out,
-        probabilities=cast("ProbabilityFormat | None", probabilities),
+        probabilities=probabilities,
         overlay=overlay,
         metrics=metrics,
         overwrite=overwrite,
@@ -167,30 +176,29 @@ def infer(
         )
     failures = Failures()
     frames = pixels = 0
+    timings = Timings()
     start = time.perf_counter()
     for source, plan in zip(inputs, plans, strict=True):
         with failures.each(source):
             image = open_image(source, channel, selection)
             with progress(image.n_frames, source.name, quiet=quiet) as advance:
-                segment_image(
+                spent = segment_image(
                     segmenter,
                     image,
                     plan,
-                    normalize_over=cast("Literal['frame', 'stack']", normalize),
+                    normalize_over=normalize,
                     analysis=AnalysisOptions(pixel_size=pixel_size),
                     figures=figures,
                     advance=advance,
                 )
+            timings.add(spent)
             frames += image.n_frames
             pixels += image.n_frames * image.frame_shape[0] * image.frame_shape[1]
             if not quiet:
                 for path in plan.paths():
                     print(f"wrote {path}", file=sys.stderr)
-    elapsed = max(time.perf_counter() - start, 1e-9)
-    mpix = pixels / 1e6
     print(
-        f"{frames} frames, {mpix:.2f} MPix in {elapsed:.2f} s: {frames / elapsed:.2f} frames/s, "
-        f"{mpix / elapsed:.2f} MPix/s on {segmenter.backend.description}"
+        throughput(frames, pixels, timings, time.perf_counter() - start, segmenter.backend.description)
         + (f"; {failures.count} input(s) failed" if failures.count else "")
     )
     failures.exit()

@@ -105,7 +105,13 @@ class Failures:
 
 
 class PolicyApp(typer.Typer):
-    """A Typer app whose usage errors (unknown option, bad value) are one line and exit 2."""
+    """A Typer app whose usage errors (unknown option, bad value) are one line and exit 2,
+    and whose missing optional dependencies name the extra to install."""
+
+    def __init__(self, *, extra: str | None = None, **kwargs: Any) -> None:  # noqa: ANN401
+        super().__init__(**kwargs)
+        #: The package extra the command's imports come from (e.g. ``train``).
+        self.extra = extra
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:  # noqa: ANN401 (Typer's signature)
         """Run the command; Typer's own errors become one ``error:`` line and their code."""
@@ -121,10 +127,20 @@ class PolicyApp(typer.Typer):
             hint = f" (see {ctx.command_path} --help)" if exit_code == EXIT_USAGE and ctx is not None else ""
             fail(f"{exc.format_message()}{hint}")
             sys.exit(exit_code)
+        except ModuleNotFoundError as exc:
+            if self.extra is None or exc.name is None:
+                raise
+            fail(missing_extra(Path(sys.argv[0]).name, self.extra, exc.name))
+            sys.exit(EXIT_ERROR)
         sys.exit(code if isinstance(code, int) else 0)
 
 
-def typer_app() -> typer.Typer:
-    """A Typer app as every command has it: no completion, no rich tracebacks, one-line
-    usage errors."""
-    return PolicyApp(add_completion=False, pretty_exceptions_enable=False)
+def missing_extra(program: str, extra: str, module: str) -> str:
+    """The line that says which extra brings a missing ``module``."""
+    return f"{program} needs the '{extra}' extra ({module} is not installed): pip install 'ernet[{extra}]'"
+
+
+def typer_app(extra: str | None = None) -> typer.Typer:
+    """A Typer app as every command has it: plain help, no completion, no rich
+    tracebacks, one-line usage errors; ``extra``: the package extra it needs."""
+    return PolicyApp(extra=extra, add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)

@@ -4,19 +4,26 @@ classical local-threshold baseline (by default on the project's real frames)."""
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from ..evaluation import REAL_DATA
-from ..evaluation.validate import mean_scores, model_predictions, saved_predictions, score_pair
+from ..evaluation.validate import (
+    AGREEMENT_LEGEND,
+    mean_scores,
+    model_predictions,
+    saved_predictions,
+    score_pair,
+)
 from ..io import atomic_output, labelled_pairs
 from ..segmenter import Segmenter
-from ..spec import RunSpec
+from ..spec import Provider, RunSpec
 from .policy import command, typer_app
 
-app = typer_app()
+app = typer_app(extra="analysis")
 
 
 def _line(row: dict[str, Any]) -> str:
@@ -29,19 +36,33 @@ def _line(row: dict[str, Any]) -> str:
 @app.command()
 @command
 def validate(
-    data: Annotated[Path, typer.Argument(help="Folder of NAME_image / NAME_mask pairs.")] = REAL_DATA,
+    data: Annotated[
+        Path,
+        typer.Argument(
+            help="Folder of NAME_image / NAME_mask pairs.",
+            show_default="$ERNET_REAL_DATA, else the project's real frames",
+        ),
+    ] = REAL_DATA,
     model: Annotated[
         Path | None, typer.Option("--model", "-m", help="ONNX model; default: the embedded one.")
     ] = None,
-    provider: str = "auto",
-    tile: int | None = None,
-    overlap: int | None = None,
+    provider: Annotated[Provider, typer.Option(help="Execution provider, as for ernet-infer.")] = "auto",
+    tile: Annotated[int | None, typer.Option(help="Tile size; default: the model's training crop.")] = None,
+    overlap: Annotated[
+        int | None, typer.Option(help="Tile overlap in pixels; default: a quarter of the tile.")
+    ] = None,
     predictions: Annotated[
         Path | None,
         typer.Option(help="Score the masks ernet-infer wrote to this folder instead of running a model."),
     ] = None,
     baseline: Annotated[bool, typer.Option(help="Also score the local-threshold baseline.")] = True,
-    out: Annotated[Path | None, typer.Option(help="Write validation.json here.")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write validation.json here, and NAME_agreement.png: each image's first frame, "
+            "tinted where model and label agree or not."
+        ),
+    ] = None,
 ) -> None:
     """Score a model (and the classical baseline) on labelled frames, frame by frame."""
     source: dict[str, Any] = {"predictions": str(predictions)}
@@ -61,15 +82,19 @@ def validate(
     header = f"{'frame':<16} {'IoU':>6} {'Dice':>6}"
     print(header + (f" {'baseline IoU':>13} {'Dice':>6}" if baseline else ""))
     rows = []
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
     for name, image_path, truth_path in pairs:
-        rows.append(score_pair(name, image_path, truth_path, predict, baseline))
+        view = out / f"{name}_agreement.png" if out is not None else None
+        rows.append(score_pair(name, image_path, truth_path, predict, baseline, view))
         print(_line(rows[-1]))
     mean = mean_scores(rows)
     print(_line({"frame": "mean", **mean}))
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
         with atomic_output(out / "validation.json") as tmp:
             tmp.write_text(json.dumps({**source, "frames": rows, "mean": mean}, indent=2))
+        views = ", ".join(f"{row['frame']}_agreement.png" for row in rows)
+        print(f"wrote {out / 'validation.json'}; in {out}: {views} ({AGREEMENT_LEGEND})", file=sys.stderr)
 
 
 def main() -> None:

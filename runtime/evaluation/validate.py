@@ -16,7 +16,9 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
-from ..io import mask_path, open_image
+from ..io import atomic_output, mask_path, open_image
+from ..postprocess import overlay
+from ..preprocess import Normalization
 from ..segmenter import Segmenter
 from .scores import foreground_scores
 
@@ -48,16 +50,48 @@ def saved_predictions(folder: Path) -> Predict:
     return predict
 
 
+#: The colours of an agreement view, as the tints of :func:`~ernet.runtime.postprocess.overlay`.
+AGREEMENT_LEGEND = "magenta: predicted ER the label calls background, green: ER found, orange: ER missed"
+
+
+def agreement_view(frame: np.ndarray, truth: np.ndarray, prediction: np.ndarray) -> np.ndarray:
+    """RGB uint8: ``frame`` in grey, tinted where ``prediction`` and ``truth`` have ER
+    (any class but background) or disagree about it (see AGREEMENT_LEGEND)."""
+    predicted, labelled = prediction > 0, truth > 0
+    agreement = np.zeros(frame.shape, np.uint8)
+    agreement[predicted & ~labelled] = 1
+    agreement[predicted & labelled] = 2
+    agreement[~predicted & labelled] = 3
+    return overlay(Normalization().apply(frame[None])[0], agreement)
+
+
+def write_png(path: Path, rgb: np.ndarray) -> None:
+    """Write an RGB uint8 picture as PNG, atomically."""
+    from PIL import Image
+
+    with atomic_output(path) as tmp:
+        Image.fromarray(rgb).save(tmp, format="PNG")
+
+
 def score_pair(
-    name: str, image_path: Path, truth_path: Path, predict: Predict, baseline: bool
+    name: str,
+    image_path: Path,
+    truth_path: Path,
+    predict: Predict,
+    baseline: bool,
+    view: Path | None = None,
 ) -> dict[str, Any]:
-    """Scores of one labelled image or stack (all its frames together)."""
+    """Scores of one labelled image or stack (all its frames together); with ``view``,
+    the agreement view of its first frame is written there as PNG."""
     image, truth = open_image(image_path), open_image(truth_path).data
     if truth.shape != image.shape:
         raise InputError(f"{truth_path}: shape {truth.shape} differs from {image_path}'s {image.shape}")
     frames = list(image.frames())
     truth = truth.reshape(len(frames), *image.frame_shape)
-    row: dict[str, Any] = {"frame": name, **foreground_scores(predict(image_path, frames), truth)}
+    predictions = predict(image_path, frames)
+    row: dict[str, Any] = {"frame": name, **foreground_scores(predictions, truth)}
+    if view is not None:
+        write_png(view, agreement_view(frames[0], truth[0], predictions[0]))
     if baseline:
         base = foreground_scores(np.stack([local_threshold(f) for f in frames]), truth)
         row.update(baseline_iou=base["iou"], baseline_dice=base["dice"])

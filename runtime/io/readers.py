@@ -52,7 +52,10 @@ def reader_for(path: Path) -> Reader:
         if reader.probe(path):
             return reader
     if path.is_dir():
-        raise InputError(f"{path}: not a file (a directory, and no image store a reader recognises)")
+        raise InputError(
+            f"{path}: a directory, not an image or an image store; "
+            f"to segment the images in it, give them: {path / '*.tif'}"
+        )
     if not path.is_file():
         raise InputError(f"{path}: not a file")
     suffix = path.suffix.lower()
