@@ -51,22 +51,27 @@ class Normalization:
         if _histogram_friendly(data):  # exact, and several times faster than sorting
             counts = np.bincount(data.ravel(), minlength=256)
             return _histogram_percentile(counts, self.low), _histogram_percentile(counts, self.high)
-        lo, hi = np.percentile(data.astype(np.float32, copy=False), (self.low, self.high))
+        work = np.float64 if _needs_float64(data) else np.float32
+        lo, hi = np.percentile(data.astype(work, copy=False), (self.low, self.high))
         return float(lo), float(hi)
 
     def apply(self, data: np.ndarray, value_range: tuple[float, float] | None = None) -> np.ndarray:
         """Normalise ``data`` to float32; the range defaults to ``data``'s own."""
         lo, hi = value_range if value_range is not None else self.value_range(data)
-        # Convert before any arithmetic: uint16 differences would wrap around.
-        out = np.asarray(data, dtype=np.float32) - np.float32(lo)
+        # Convert before any arithmetic: uint16 differences would wrap around; values
+        # near float32's limits (or beyond them, in float64) are worked on in float64.
+        data = np.asarray(data)
+        wide = _needs_float64(data) or max(abs(lo), abs(hi)) > _FLOAT32_SAFE
+        work = np.dtype(np.float64 if wide else np.float32)
+        out: np.ndarray = data.astype(work) - work.type(lo)
         span = hi - lo
         if span > 0:
-            out /= np.float32(span)  # divide, as the original does: bit-exact value / 255
+            out /= work.type(span)  # divide, as the original does: bit-exact value / 255
         else:  # a constant frame carries no contrast
             out[...] = 0.0
         if self.clip:
             np.clip(out, 0.0, 1.0, out=out)
-        return out
+        return out.astype(np.float32, copy=False)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -74,6 +79,17 @@ class Normalization:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> Normalization:
         return cls(**values)
+
+
+#: Magnitudes beyond which float32 differences of two values could overflow.
+_FLOAT32_SAFE = 1e37
+
+
+def _needs_float64(data: np.ndarray) -> bool:
+    """Whether float ``data`` holds values too large for float32 arithmetic."""
+    if not np.issubdtype(data.dtype, np.floating) or data.size == 0:
+        return False
+    return bool(np.abs(data).max() > _FLOAT32_SAFE)
 
 
 #: Pixels sampled per frame of float (or wide integer) data for a stack's range.

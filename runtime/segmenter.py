@@ -12,7 +12,7 @@ import numpy as np
 
 from .backends import Backend, open_backend
 from .contract import ModelContract
-from .errors import InputError
+from .errors import ErnetError, InputError, ModelError, first_line
 from .metadata import ModelMetadata
 from .postprocess import Prediction, ProbabilityFormat, class_ids, probabilities_as
 from .prefetch import prefetch
@@ -52,9 +52,33 @@ class Segmenter:
         #: Tile, overlap and batch in effect: the spec resolved against the model's contract.
         self.plan: TilePlan = self.backend.plan
         self._lock = threading.Lock()
+        self._probe()
         if warmup:
             tiles = (self.batch, self.contract.in_channels, self.tile, self.tile)
             self.run_model(np.zeros(tiles, np.float32))
+
+    def _probe(self) -> None:
+        """Run the model on one blank tile and check its logits against its metadata, so
+        that a model that does not match fails here, before any input is read."""
+        name = self.model_path or self.spec.engine or "model"
+        channels, tile = self.contract.in_channels, self.tile
+        try:
+            logits = self.run_model(np.zeros((1, channels, tile, tile), np.float32))
+        except ErnetError:
+            raise
+        except Exception as exc:  # what a runtime raises for a graph that takes other tensors
+            raise ModelError(
+                f"{name}: fails on a float32 tile of {channels} channel(s), as its metadata describes "
+                f"({first_line(exc)})"
+            ) from None
+        expected = (1, self.n_classes, tile, tile)
+        if logits.shape != expected:
+            raise ModelError(
+                f"{name}: returns logits of shape {logits.shape} for a {tile}x{tile} tile; its metadata "
+                f"({self.n_classes} classes) says {expected}"
+            )
+        if not np.isfinite(logits).all():
+            raise ModelError(f"{name}: returns NaN or infinite logits for a blank tile")
 
     @property
     def contract(self) -> ModelContract:

@@ -225,8 +225,12 @@ def stitch_bands(
 
 
 def _check_shape(logits: np.ndarray, expected: tuple[int, ...]) -> None:
+    """ValueError unless the model's logits have the ``expected`` shape and are finite
+    (a model that returns NaN would otherwise give an empty mask)."""
     if logits.shape != expected:
         raise ValueError(f"model returned logits of shape {logits.shape}, expected {expected}")
+    if not np.isfinite(logits).all():
+        raise ValueError("model returned NaN or infinite logits: the model file is broken (or overflows)")
 
 
 def tiled_logits(image: np.ndarray, run_batch: RunBatch, n_classes: int, plan: TilePlan) -> np.ndarray:

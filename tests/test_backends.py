@@ -113,3 +113,34 @@ def test_every_provider_is_named_once_and_onnx_runtime_s_are_among_them() -> Non
     from ernet.runtime.backends.ort import ORT_PROVIDER_CHOICES
 
     assert PROVIDER_CHOICES == ("auto", "tensorrt", *ORT_PROVIDER_CHOICES[1:])
+
+
+def test_auto_passes_over_providers_in_one_short_line(tiny_onnx: Path, tmp_path: Path) -> None:
+    if _cuda_runs(tiny_onnx):
+        pytest.skip("CUDA really runs here")
+    frame = tmp_path / "f.tif"
+    tifffile.imwrite(frame, np.zeros((16, 16), np.uint8))
+    done = run_cli("ernet-infer", frame, "--model", tiny_onnx, "-o", tmp_path / "a")
+    assert done.returncode == 0, done.stderr
+    notes = [line for line in done.stderr.splitlines() if line.startswith("note:")]
+    assert len(notes) == 1 and notes[0].endswith("not available here (--verbose says why)"), notes
+    done = run_cli("ernet-infer", frame, "--model", tiny_onnx, "-o", tmp_path / "b", "--verbose")
+    assert "note: provider cuda not used: " in done.stderr
+    done = run_cli("ernet-infer", frame, "--model", tiny_onnx, "-o", tmp_path / "c", "--provider", "cpu")
+    assert "note:" not in done.stderr
+
+
+def test_an_unwritable_cache_folder_rules_out_only_the_providers_that_need_it(
+    tiny_onnx: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "a-file").write_text("not a folder")
+    monkeypatch.setenv("ERNET_CACHE", str(tmp_path / "a-file" / "cache"))
+    frame = tmp_path / "f.tif"
+    tifffile.imwrite(frame, np.zeros((16, 16), np.uint8))
+    done = run_cli("ernet-infer", frame, "--model", tiny_onnx, "-o", tmp_path / "out", "--verbose")
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr and (tmp_path / "out" / "f_mask.tif").is_file()
+    import onnxruntime
+
+    if "TensorrtExecutionProvider" in onnxruntime.get_available_providers():
+        assert "note: provider ort-tensorrt not used: cannot create its cache under" in done.stderr

@@ -33,6 +33,7 @@ INPUT_CASES = [
     "directory",
     "not an image",
     "corrupt TIFF",
+    "truncated ImageJ stack",
     "empty array",
     "1-D",
     "5-D",
@@ -95,7 +96,40 @@ def _folder(d: Path) -> Path:
     return d / "exported"
 
 
+def _ernet_graph(path: Path, *, input_type: int | None = None, channels: int = 1, copies: int = 2) -> Path:
+    """An ONNX graph with ERNet's tensor names and metadata (1 channel, 2 classes) whose
+    tensors differ from what the metadata says: ``image`` of ``input_type`` with
+    ``channels`` channels, ``logits`` made of ``copies`` copies of it."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    from ernet.runtime import ModelMetadata
+
+    input_type = TensorProto.FLOAT if input_type is None else input_type
+    x = helper.make_tensor_value_info("image", input_type, ["N", channels, "H", "W"])
+    y = helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", channels * copies, "H", "W"])
+    nodes = [helper.make_node("Cast", ["image"], ["x"], to=TensorProto.FLOAT)]
+    nodes.append(helper.make_node("Concat", ["x"] * copies, ["logits"], axis=1))
+    graph = helper.make_graph(nodes, path.stem, [x], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=10)
+    helper.set_model_props(model, ModelMetadata().to_props())
+    onnx.save(model, path)
+    return path
+
+
 MODEL_CASES: dict[str, tuple[Callable[[Path], Path], str]] = {
+    "three classes for two": (
+        lambda d: _ernet_graph(d / "k3.onnx", copies=3),
+        "returns logits of shape (1, 3, 256, 256) for a 256x256 tile; its metadata (2 classes) says",
+    ),
+    "3-channel input": (
+        lambda d: _ernet_graph(d / "c3.onnx", channels=3, copies=1),
+        "fails on a float32 tile of 1 channel(s), as its metadata describes",
+    ),
+    "fp16 input": (
+        lambda d: _ernet_graph(d / "f16.onnx", input_type=10),
+        "fails on a float32 tile of 1 channel(s), as its metadata describes",
+    ),
     "missing model": (lambda d: d / "absent.onnx", "model file not found"),
     "PyTorch checkpoint": (
         _torch_checkpoint,
@@ -110,8 +144,10 @@ MODEL_CASES: dict[str, tuple[Callable[[Path], Path], str]] = {
 
 @pytest.mark.parametrize("case", list(MODEL_CASES))
 def test_bad_model(case: str, tmp_path: Path) -> None:
+    """A bad model is refused when it is opened, before any input is read: the input
+    here is not even an image."""
     frame = tmp_path / "frame.tif"
-    tifffile.imwrite(frame, np.zeros((32, 32), np.uint8))
+    frame.write_bytes(b"not read")
     model_dir = tmp_path / "models"
     model_dir.mkdir()
     make, message = MODEL_CASES[case]
@@ -207,7 +243,8 @@ def test_disk_full_while_writing_leaves_nothing(
     assert _snapshot(tmp_path) == before
 
 
-def test_ctrl_c_leaves_no_half_written_output(tiny_onnx: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("sent", ["SIGINT", "SIGTERM"])
+def test_ctrl_c_or_sigterm_leaves_no_half_written_output(sent: str, tiny_onnx: Path, tmp_path: Path) -> None:
     import signal
     import subprocess
     import sys
@@ -231,7 +268,7 @@ def test_ctrl_c_leaves_no_half_written_output(tiny_onnx: Path, tmp_path: Path) -
     while not list(tmp_path.glob(".long_mask.tif.*.part")):  # it is writing
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
         time.sleep(0.01)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(getattr(signal, sent))
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, (proc.returncode, out, err)
     assert err.strip().splitlines() == [f"error: {stack}: interrupted; its outputs were not written"]
@@ -353,3 +390,14 @@ def test_help_fits_80_columns_uncut(command: str, tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "…" not in done.stdout and "<bool>" not in done.stdout
     assert max(len(line) for line in done.stdout.splitlines()) <= 80
+
+
+@pytest.mark.parametrize(
+    ("option", "value"), [("--tile", "0"), ("--overlap", "-1"), ("--batch", "0"), ("--threads", "-1")]
+)
+def test_out_of_range_numbers_are_usage_errors_naming_the_option(
+    option: str, value: str, tmp_path: Path
+) -> None:
+    done = run_cli("ernet-infer", "x.tif", option, value, cwd=tmp_path)
+    assert done.returncode == 2
+    assert_one_error_line(done, f"Invalid value for '{option}'", "(see ernet-infer --help)")

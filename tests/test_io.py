@@ -151,6 +151,13 @@ def _truncated_tiff(path: Path) -> Path:
     return _write(path, path.read_bytes()[:300])
 
 
+def _half_imagej_stack(path: Path) -> Path:
+    """The first half of a 10-frame ImageJ stack (a copy cut short)."""
+    data = np.random.default_rng(0).integers(0, 255, (10, 64, 64), np.uint8)
+    tifffile.imwrite(path, data, imagej=True, metadata={"axes": "TYX"})
+    return _write(path, path.read_bytes()[: path.stat().st_size // 2])
+
+
 def _float_tiff(path: Path, bad: float) -> Path:
     data = np.ones((4, 16, 16), np.float32)
     data[3, 5, 7] = bad  # in the last frame: found while streaming, not at open
@@ -170,6 +177,10 @@ BAD_INPUTS = {
     "not an image": (lambda d: _write(d / "notes.tif", b"these are my notes\n" * 10), "not a readable TIFF"),
     "not a png": (lambda d: _write(d / "notes.png", b"hello"), "not a readable image"),
     "corrupt TIFF": (lambda d: _truncated_tiff(d / "cut.tif"), "not a readable TIFF"),
+    "truncated ImageJ stack": (
+        lambda d: _half_imagej_stack(d / "half.tif"),
+        "truncated or damaged: its ImageJ metadata announces 10 images, the file holds 1",
+    ),
     "empty array": (lambda d: _write(d / "empty.tif", _tiff_bytes(np.zeros((0, 5), np.uint8))), "empty"),
     "1-D": (
         lambda d: (tifffile.imwrite(d / "line.tif", np.zeros(50, np.uint8)), d / "line.tif")[1],
@@ -248,3 +259,38 @@ def test_outputs_past_4_gib_are_bigtiff(tmp_path: Path) -> None:
     huge = TiffStackWriter(tmp_path / "h.tif", (5000, 1040, 1392), "TYX", np.uint8)  # 7.2 GB
     assert not small.bigtiff and small.imagej
     assert huge.bigtiff and not huge.imagej  # ImageJ hyperstacks cannot be BigTIFF
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_an_output_written_meanwhile_by_another_run(overwrite: bool, tmp_path: Path) -> None:
+    """Two runs writing one output without --overwrite: the second to finish fails and
+    keeps the first's file; with --overwrite the last one wins."""
+    path = tmp_path / "a_mask.tif"
+    mask = np.ones((8, 8), np.uint8)
+
+    def write() -> None:
+        with TiffStackWriter(path, (1, 8, 8), "TYX", np.uint8, overwrite=overwrite) as writer:
+            writer.write(mask)
+            path.write_bytes(b"the other run's mask")  # it finishes first
+
+    if overwrite:
+        write()
+        np.testing.assert_array_equal(tifffile.imread(path), mask)
+    else:
+        with pytest.raises(OutputError, match="a_mask.tif: output exists, written meanwhile by another run"):
+            write()
+        assert path.read_bytes() == b"the other run's mask"
+    assert [p.name for p in tmp_path.iterdir()] == ["a_mask.tif"]  # no temporary file left
+
+
+@pytest.mark.parametrize("compression", ["lzw", "zstd", "jpeg", "deflate"])
+def test_compressed_tiffs_are_read(compression: str, tmp_path: Path) -> None:
+    """Compressed TIFFs as Fiji, Bio-Formats and microscope software write them."""
+    data = np.random.default_rng(0).integers(0, 255, (3, 64, 64), np.uint8)
+    path = tmp_path / f"{compression}.tif"
+    tifffile.imwrite(path, data, compression=compression, photometric="minisblack", metadata={"axes": "TYX"})
+    source = open_image(path)
+    frames = np.stack(list(source.frames()))
+    assert frames.shape == (3, 64, 64)
+    if compression != "jpeg":  # lossy
+        np.testing.assert_array_equal(frames, data)

@@ -147,3 +147,18 @@ def test_scores_from_confusion() -> None:
     assert s["iou_background"] == pytest.approx(2 / 4) and s["mean_iou_foreground"] == pytest.approx(0.5)
     empty = scores(confusion_matrix(np.zeros(4), np.zeros(4), 2), ("background", "ER"))
     assert np.isnan(empty["iou_ER"]) and np.isnan(empty["mean_iou_foreground"])
+
+
+@pytest.mark.parametrize(("scale", "dtype"), [(3e38, np.float32), (-3e38, np.float32), (1e300, np.float64)])
+def test_values_near_the_float_limits_normalise_like_any_others(scale: float, dtype: type) -> None:
+    """Percentile normalisation is scale-free: data near float32's limits (or float64
+    far beyond them) give the frame they would at ordinary magnitudes, with no overflow."""
+    import warnings
+
+    frame = np.random.default_rng(0).random((64, 64))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an overflow would warn
+        huge = Normalization().apply((frame * scale).astype(dtype))
+    expected = Normalization().apply(frame if scale > 0 else -frame)
+    np.testing.assert_allclose(huge, expected, atol=1e-5)
+    assert huge.dtype == np.float32

@@ -196,3 +196,15 @@ def test_a_tile_larger_than_the_frame_shrinks_unless_the_shape_is_fixed(fixed_sh
     assert shapes == [(1, 1, 512, 512)] if fixed_shape else [(1, 1, 152, 152)]
     assert np.array_equal(logits[0], image[0]) and logits.shape == (2, 100, 150)
     assert plan.fitted(1000, 1000) is plan  # a frame larger than the tile: the plan as it is
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_a_model_returning_non_finite_logits_is_an_error_not_an_empty_mask(bad: float) -> None:
+    def model(batch: np.ndarray) -> np.ndarray:
+        logits = np.concatenate([batch, -batch], axis=1)
+        logits[0, 1, 3, 3] = bad
+        return logits
+
+    image = np.random.default_rng(0).random((1, 100, 100), dtype=np.float32)
+    with pytest.raises(ValueError, match="model returned NaN or infinite logits"):
+        tiled_logits(image, model, 2, TilePlan(64, 16))

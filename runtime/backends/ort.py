@@ -184,7 +184,13 @@ class OnnxRuntimeBackend:
 
     def _open_session(self, ort: ModuleType, name: str) -> tuple[InferenceSession | None, str]:
         """A session on provider ``name`` (CPU as the only fallback), or None and why not."""
-        options = provider_options(name, self.path, self.spec, self.plan, self.metadata.contract.in_channels)
+        try:
+            options = provider_options(
+                name, self.path, self.spec, self.plan, self.metadata.contract.in_channels
+            )
+        except OSError as exc:  # its cache folder cannot be made: this provider is out, not the run
+            reason = exc.strerror or first_line(exc)
+            return None, f"cannot create its cache under {self.spec.cache()} ({reason}); set $ERNET_CACHE"
         return open_session(ort, self.path, session_options(ort, self.spec), name, options)
 
     def run(self, batch: np.ndarray) -> np.ndarray:

@@ -70,6 +70,17 @@ def parse_index(values: list[str]) -> dict[str, int]:
     return out
 
 
+def fallback_notes(fallbacks: list[tuple[str, str]], verbose: bool, asked: str) -> list[str]:
+    """The providers passed over: a line each with the reason where the user asked for
+    one by name or for ``verbose``, else (under ``auto``) one short line."""
+    if verbose or asked != "auto":
+        return [f"note: provider {name} not used: {reason}" for name, reason in fallbacks]
+    if not fallbacks:
+        return []
+    names = ", ".join(name for name, _ in fallbacks)
+    return [f"note: {names} not available here (--verbose says why)"]
+
+
 def throughput(frames: int, pixels: int, timings: Timings, total: float, backend: str) -> str:
     """The run's summary line: the model's throughput apart from analysis and the total."""
     mpix = pixels / 1e6
@@ -101,13 +112,15 @@ def infer(
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Output folder; default: beside each input.")
     ] = None,
-    tile: Annotated[int | None, typer.Option(help="Tile size; default: the model's training crop.")] = None,
-    overlap: Annotated[
-        int | None, typer.Option(help="Tile overlap in pixels; default: a quarter of the tile.")
+    tile: Annotated[
+        int | None, typer.Option(min=1, help="Tile size; default: the model's training crop.")
     ] = None,
-    batch: Annotated[int, typer.Option(help="Tiles per model call.")] = 4,
+    overlap: Annotated[
+        int | None, typer.Option(min=0, help="Tile overlap in pixels; default: a quarter of the tile.")
+    ] = None,
+    batch: Annotated[int, typer.Option(min=1, help="Tiles per model call.")] = 4,
     threads: Annotated[
-        int | None, typer.Option(help="CPU threads; default: the physical cores available.")
+        int | None, typer.Option(min=1, help="CPU threads; default: the physical cores available.")
     ] = None,
     fp16: Annotated[
         bool,
@@ -149,6 +162,9 @@ def infer(
     figures: Annotated[bool, typer.Option(help="With --metrics: " + FIGURES_HELP)] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace existing outputs.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Say why each faster provider was passed over.")
+    ] = False,
 ) -> None:
     """Segment ER in each INPUT; writes <stem>_mask.tif (uint8 class ids, input axes)."""
     if figures and not metrics:
@@ -167,8 +183,8 @@ def infer(
     spec = RunSpec(model, provider, fallback, threads, tile, overlap, batch, fp16, engine, rebuild_engine)
     segmenter = Segmenter(spec, warmup=False)
     if not quiet:
-        for name, reason in segmenter.backend.fallbacks:
-            print(f"note: provider {name} not used: {reason}", file=sys.stderr)
+        for line in fallback_notes(segmenter.backend.fallbacks, verbose, "tensorrt" if engine else provider):
+            print(line, file=sys.stderr)
         print(
             f"model: {segmenter.model_path or engine} on {segmenter.backend.description}"
             f" (tile {segmenter.tile}, overlap {segmenter.overlap}, batch {segmenter.batch})",

@@ -9,6 +9,7 @@ input with :class:`Failures` and go on with the next.
 from __future__ import annotations
 
 import functools
+import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -114,7 +115,9 @@ class PolicyApp(typer.Typer):
         self.extra = extra
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:  # noqa: ANN401 (Typer's signature)
-        """Run the command; Typer's own errors become one ``error:`` line and their code."""
+        """Run the command; Typer's own errors become one ``error:`` line and their code;
+        SIGTERM (a job scheduler's kill) is handled as Ctrl-C: outputs in progress removed."""
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
         try:
             kwargs["standalone_mode"] = False  # errors come back here, not printed by click
             code = typer.main.get_command(self).main(*args, **kwargs)

@@ -19,8 +19,12 @@ def refuse_existing(path: Path, overwrite: bool) -> None:
 
 
 @contextmanager
-def atomic_output(path: Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it to ``path`` only on success."""
+def atomic_output(path: Path, replace: bool = True) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it to ``path`` only on success.
+
+    With ``replace`` False, a ``path`` that appeared meanwhile (another run writing the
+    same output) is kept and OutputError raised: the file moves in only if none is there.
+    """
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
@@ -33,9 +37,29 @@ def atomic_output(path: Path) -> Iterator[Path]:
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; outputs get the usual mode
         yield tmp
-        os.replace(tmp, path)
+        if replace:
+            os.replace(tmp, path)
+        else:
+            _move_in_new(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _move_in_new(tmp: Path, path: Path) -> None:
+    """Give ``tmp``'s file the name ``path`` unless that exists (a hard link fails then,
+    atomically; where the file system has none, check and rename)."""
+    try:
+        os.link(tmp, path)
+        return
+    except FileExistsError:
+        pass
+    except OSError:  # no hard links here (FAT, some network file systems)
+        if not path.exists():
+            os.replace(tmp, path)
+            return
+    raise OutputError(
+        f"{path}: output exists, written meanwhile by another run (pass --overwrite to replace it)"
+    )
 
 
 def file_sha256(path: Path) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import queue
 import sys
 import threading
@@ -60,9 +61,45 @@ class _TiffPages:
                 yield data
 
 
+class _Collected(logging.Handler):
+    """Keeps what tifffile logs while a file is opened, to report it once, with the file."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage().split("\n")[0]
+        if message not in self.messages:
+            self.messages.append(message)
+
+
+@contextlib.contextmanager
+def _tifffile_messages(path: Path) -> Iterator[None]:
+    """Collect tifffile's warnings; if the block succeeds, log the first one as one line
+    naming the file (a failure's error line says enough)."""
+    logger = logging.getLogger("tifffile")
+    collected = _Collected()
+    logger.addHandler(collected)
+    propagate, logger.propagate = logger.propagate, False
+    try:
+        yield
+    finally:
+        logger.removeHandler(collected)
+        logger.propagate = propagate
+    if collected.messages:
+        more = f" (and {len(collected.messages) - 1} more)" if len(collected.messages) > 1 else ""
+        logging.getLogger("ernet.io").warning("note: %s: %s%s", path, collected.messages[0], more)
+
+
 def layout(path: Path) -> Layout:
     """The pages of a TIFF's one image series; InputError naming the file if it has none,
-    several, or cannot be read."""
+    several, or cannot be read (or holds fewer images than its ImageJ metadata says)."""
+    with _tifffile_messages(path):
+        return _layout(path)
+
+
+def _layout(path: Path) -> Layout:
     try:
         with tifffile.TiffFile(path) as tif:
             if not tif.series:
@@ -78,6 +115,7 @@ def layout(path: Path) -> Layout:
             key = series.keyframe
             page_axes, page_shape = key.axes, tuple(key.shape)
             lead = len(axes) - len(page_axes)
+            _check_complete(path, tif, shape, page_shape)
             pages: ArrayPages | _TiffPages = _TiffPages(path)
             if not (
                 lead >= 0
@@ -94,6 +132,20 @@ def layout(path: Path) -> Layout:
     except Exception as exc:  # tifffile raises many types for damaged files
         raise InputError(f"{path}: not a readable TIFF ({first_line(exc)})") from None
     return Layout(path, axes, shape, np.dtype(dtype), page_axes, pages, calibration)
+
+
+def _check_complete(
+    path: Path, tif: tifffile.TiffFile, shape: tuple[int, ...], page_shape: tuple[int, ...]
+) -> None:
+    """InputError if the series holds fewer images than the ImageJ metadata announces
+    (a truncated file, e.g. one copied or saved only in part)."""
+    announced = int((tif.imagej_metadata or {}).get("images", 0) or 0)
+    planes = int(np.prod(shape, dtype=np.int64)) // max(int(np.prod(page_shape, dtype=np.int64)), 1)
+    if announced > planes:
+        raise InputError(
+            f"{path}: truncated or damaged: its ImageJ metadata announces {announced} images, "
+            f"the file holds {planes}"
+        )
 
 
 #: TIFF ResolutionUnit tag values with a unit, and back.
@@ -233,6 +285,7 @@ class TiffStackWriter:
         #: The shape of one frame's block: the trailing C, Y, X, S axes.
         self.block_shape = self.shape[len(axes.rstrip("CYXS")) :]
         refuse_existing(self.path, overwrite)
+        self.overwrite = overwrite
         nbytes = int(np.prod(shape, dtype=np.int64)) * self.dtype.itemsize
         #: Written as BigTIFF (past 4 GiB), and as an ImageJ hyperstack (where axes and type allow).
         self.bigtiff = nbytes > BIGTIFF_BYTES
@@ -254,7 +307,7 @@ class TiffStackWriter:
         self._files = ExitStack()
 
     def __enter__(self) -> TiffStackWriter:
-        tmp = self._files.enter_context(atomic_output(self.path))
+        tmp = self._files.enter_context(atomic_output(self.path, replace=self.overwrite))
         try:
             self._thread = threading.Thread(
                 target=self._write_file, args=(tmp,), name="ernet-tiff-writer", daemon=True
