@@ -15,9 +15,11 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from .analysis import AnalysisOptions, MetricsRecorder
+from .errors import InputError
 from .io import Source, Writer, input_stem, open_writer
 from .postprocess import ProbabilityFormat, overlay
 from .preprocess import stack_range
+from .resources import available_memory
 from .segmenter import Segmenter
 
 
@@ -76,6 +78,7 @@ def segment_image(
     analysis: AnalysisOptions | None = None,
     figures: bool = False,
     advance: Callable[[int], None] = lambda n: None,
+    check_memory: bool = True,
 ) -> Timings:
     """Segment every frame of ``source`` into ``outputs``, in bounded memory.
 
@@ -85,9 +88,12 @@ def segment_image(
     complete. With ``outputs.metrics``, network metrics of every frame go to a CSV
     (``analysis`` options; by default the model's network classes and the pixel size
     of the input), with ``figures`` also a graph PNG per frame and a time series.
-    Returns where the time went.
+    Frames that would need more memory than is available are refused before any is
+    read, unless ``check_memory`` is False. Returns where the time went.
     """
     timings = Timings()
+    if check_memory:
+        _check_memory(segmenter, source, outputs)
     value_range = stack_range(segmenter.normalization, source.frames()) if normalize_over == "stack" else None
     description = {
         "source": source.path.name,
@@ -138,6 +144,18 @@ def segment_image(
         recorder.finish()
         timings.analysis += time.perf_counter() - start
     return timings
+
+
+def _check_memory(segmenter: Segmenter, source: Source, outputs: Outputs) -> None:
+    """InputError if segmenting ``source``'s frames needs more memory than is available."""
+    height, width = source.frame_shape
+    fmt = outputs.probability_format if outputs.probabilities else None
+    need, available = segmenter.frame_bytes(height, width, fmt), available_memory()
+    if available is not None and need > available:
+        raise InputError(
+            f"{source.path}: a {height}x{width} frame needs about {need / 2**30:.1f} GiB to segment, "
+            f"{available / 2**30:.1f} GiB are available (--no-memory-check tries anyway)"
+        )
 
 
 def _recorder(

@@ -139,6 +139,21 @@ class Segmenter:
         with self._lock:
             return self.backend.run(batch)
 
+    def frame_bytes(self, height: int, width: int, probabilities: ProbabilityFormat | None = None) -> int:
+        """About how much memory segmenting ``height`` x ``width`` frames holds at once:
+        prepared frames (the one running, two read ahead, its padded copy), a batch of
+        tiles and their logits, the blending buffers of a tile row, labels and
+        probabilities."""
+        plan = self.plan.fitted(height, width)
+        grid = plan.grid(height, width)
+        channels, classes = self.contract.in_channels, self.n_classes
+        padded = grid.padded_height * grid.padded_width
+        prepared = 4 * 4 * channels * padded
+        batch = 4 * plan.batch * (channels + classes) * plan.tile * plan.tile
+        blending = 2 * 4 * (classes + 1) * plan.tile * grid.padded_width
+        outputs = height * width * (1 + (classes * np.dtype(probabilities).itemsize if probabilities else 0))
+        return prepared + batch + blending + outputs
+
     def grid(self, height: int, width: int) -> TileGrid:
         """The tiles a ``height`` x ``width`` frame is cut into."""
         return self.plan.fitted(height, width).grid(height, width)

@@ -34,6 +34,10 @@ INPUT_CASES = [
     "not an image",
     "corrupt TIFF",
     "truncated ImageJ stack",
+    "symlink loop",
+    "OME size lie",
+    "FIFO",
+    "device",
     "empty array",
     "1-D",
     "5-D",
@@ -42,6 +46,7 @@ INPUT_CASES = [
     "RGB",
     "multichannel",
     "frames of differing sizes",
+    "frames of differing types",
 ]
 
 
@@ -390,6 +395,18 @@ def test_help_fits_80_columns_uncut(command: str, tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "…" not in done.stdout and "<bool>" not in done.stdout
     assert max(len(line) for line in done.stdout.splitlines()) <= 80
+
+
+def test_index_cannot_cut_the_frame(tiny_onnx: Path, tmp_path: Path) -> None:
+    stack = tmp_path / "s.tif"
+    tifffile.imwrite(stack, np.zeros((3, 16, 16), np.uint8), imagej=True, metadata={"axes": "TYX"})
+    done = run_cli("ernet-infer", stack, "--model", tiny_onnx, "--index", "Y=0", "-q")
+    assert_one_error_line(done, f"{stack}: --index Y=... would cut the frame: only leading axes can be fixed")
+
+
+def test_bad_inputs_are_refused_before_the_model_is_loaded(tmp_path: Path) -> None:
+    done = run_cli("ernet-infer", tmp_path / "absent.tif", "--model", tmp_path / "absent.onnx")
+    assert_one_error_line(done, "absent.tif: file not found")  # not the model's error
 
 
 @pytest.mark.parametrize(

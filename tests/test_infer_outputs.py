@@ -128,3 +128,37 @@ def test_summary_separates_model_throughput_from_analysis(
     segmentation, _, analysis, total = found.groups()
     assert (analysis is not None) == metrics
     assert float(segmentation) + float(analysis or 0) <= float(total) + 0.01
+
+
+def test_frames_too_large_for_the_memory_available_are_refused_before_reading(
+    tiny_onnx: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ernet.runtime import pipeline
+    from ernet.runtime.errors import InputError
+    from ernet.runtime.io import open_image
+
+    path = tmp_path / "big.tif"
+    tifffile.imwrite(path, np.zeros((2, 600, 800), np.uint16), imagej=True, metadata={"axes": "TYX"})
+    seg = Segmenter(tiny_onnx, provider="cpu")
+    need = seg.frame_bytes(600, 800)
+    monkeypatch.setattr(pipeline, "available_memory", lambda: need - 1)
+    outputs = pipeline.Outputs(tmp_path / "big_mask.tif")
+    with pytest.raises(InputError, match=r"big.tif: a 600x800 frame needs about .* GiB to segment"):
+        pipeline.segment_image(seg, open_image(path), outputs)
+    assert not outputs.mask.exists()
+    pipeline.segment_image(seg, open_image(path), outputs, check_memory=False)  # asked to try anyway
+    assert tifffile.imread(outputs.mask).shape == (2, 600, 800)
+
+
+def test_the_memory_estimate_covers_what_segmenting_a_frame_allocates(tiny_onnx: Path) -> None:
+    import tracemalloc
+
+    seg = Segmenter(tiny_onnx, provider="cpu")
+    frame = np.random.default_rng(0).integers(0, 4000, (600, 800), np.uint16)
+    tracemalloc.start()
+    try:
+        seg.predict(frame, probabilities="float16")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak <= seg.frame_bytes(600, 800, "float16")

@@ -151,6 +151,19 @@ def _truncated_tiff(path: Path) -> Path:
     return _write(path, path.read_bytes()[:300])
 
 
+def _symlink_loop(d: Path) -> Path:
+    (d / "b.tif").symlink_to(d / "a.tif")
+    (d / "a.tif").symlink_to(d / "b.tif")
+    return d / "a.tif"
+
+
+def _fifo(d: Path) -> Path:
+    import os
+
+    os.mkfifo(d / "pipe.tif")
+    return d / "pipe.tif"
+
+
 def _half_imagej_stack(path: Path) -> Path:
     """The first half of a 10-frame ImageJ stack (a copy cut short)."""
     data = np.random.default_rng(0).integers(0, 255, (10, 64, 64), np.uint8)
@@ -172,6 +185,20 @@ def _mixed_sizes(d: Path) -> Path:
     return d / "mixed.tif"
 
 
+def _ome_size_lie(d: Path) -> Path:
+    """An OME-TIFF whose OME-XML announces 5 time points; it holds 3."""
+    tifffile.imwrite(d / "lie.ome.tif", np.zeros((3, 32, 32), np.uint8), ome=True, metadata={"axes": "TYX"})
+    content = (d / "lie.ome.tif").read_bytes()
+    return _write(d / "lie.ome.tif", content.replace(b'SizeT="3"', b'SizeT="5"'))
+
+
+def _mixed_types(d: Path) -> Path:
+    with tifffile.TiffWriter(d / "types.tif") as tif:
+        tif.write(np.zeros((16, 16), np.uint8))
+        tif.write(np.zeros((16, 16), np.uint16))
+    return d / "types.tif"
+
+
 BAD_INPUTS = {
     "missing": (lambda d: d / "absent.tif", "file not found"),
     "not an image": (lambda d: _write(d / "notes.tif", b"these are my notes\n" * 10), "not a readable TIFF"),
@@ -181,6 +208,10 @@ BAD_INPUTS = {
         lambda d: _half_imagej_stack(d / "half.tif"),
         "truncated or damaged: its ImageJ metadata announces 10 images, the file holds 1",
     ),
+    "OME size lie": (_ome_size_lie, "lie.ome.tif: incomplete: OME series is missing 2 frames"),
+    "symlink loop": (_symlink_loop, "a broken or looping symbolic link"),
+    "FIFO": (_fifo, "not a regular file (a device, FIFO or socket)"),
+    "device": (lambda d: Path("/dev/null"), "/dev/null: not a regular file (a device, FIFO or socket)"),
     "empty array": (lambda d: _write(d / "empty.tif", _tiff_bytes(np.zeros((0, 5), np.uint8))), "empty"),
     "1-D": (
         lambda d: (tifffile.imwrite(d / "line.tif", np.zeros(50, np.uint8)), d / "line.tif")[1],
@@ -203,7 +234,14 @@ BAD_INPUTS = {
         )[1],
         "--channel",
     ),
-    "frames of differing sizes": (_mixed_sizes, "series of different shapes"),
+    "frames of differing sizes": (
+        _mixed_sizes,
+        "series of different shapes or pixel types (16x16 uint8, 20x12",
+    ),
+    "frames of differing types": (
+        _mixed_types,
+        "series of different shapes or pixel types (16x16 uint8, 16x16 uint16)",
+    ),
     "multichannel": (
         lambda d: (
             tifffile.imwrite(

@@ -11,7 +11,7 @@ import typer
 
 from ..analysis import AnalysisOptions, require_analysis_libraries
 from ..errors import OutputError
-from ..io import mask_path, open_image, output_path, refuse_existing
+from ..io import mask_path, open_image, output_path, reader_for, refuse_existing
 from ..pipeline import Outputs, Timings, segment_image
 from ..postprocess import ProbabilityFormat
 from ..progress import progress
@@ -68,6 +68,14 @@ def parse_index(values: list[str]) -> dict[str, int]:
             raise typer.BadParameter(f"expected AXIS=INDEX such as Z=0, got {value!r}", param_hint="--index")
         out[axis.strip().upper()] = int(number)
     return out
+
+
+def _readable(source: Path, failures: Failures) -> bool:
+    """Whether ``source`` is there and of a type a reader takes; if not, report it."""
+    with failures.each(source):
+        reader_for(source)
+        return True
+    return False
 
 
 def fallback_notes(fallbacks: list[tuple[str, str]], verbose: bool, asked: str) -> list[str]:
@@ -161,6 +169,9 @@ def infer(
     ] = None,
     figures: Annotated[bool, typer.Option(help="With --metrics: " + FIGURES_HELP)] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace existing outputs.")] = False,
+    memory_check: Annotated[
+        bool, typer.Option(help="Refuse frames that need more memory than is available.")
+    ] = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Say why each faster provider was passed over.")
@@ -170,6 +181,10 @@ def infer(
     if figures and not metrics:
         raise typer.BadParameter("draws the network analysis: add --metrics", param_hint="--figures")
     selection = parse_index(index or [])
+    failures = Failures()
+    inputs = [source for source in inputs if _readable(source, failures)]
+    if not inputs:  # all refused, before any model is loaded
+        failures.exit()
     plans = plan_outputs(
         inputs,
         out,
@@ -190,7 +205,6 @@ def infer(
             f" (tile {segmenter.tile}, overlap {segmenter.overlap}, batch {segmenter.batch})",
             file=sys.stderr,
         )
-    failures = Failures()
     frames = pixels = 0
     timings = Timings()
     start = time.perf_counter()
@@ -206,6 +220,7 @@ def infer(
                     analysis=AnalysisOptions(pixel_size=pixel_size),
                     figures=figures,
                     advance=advance,
+                    check_memory=memory_check,
                 )
             timings.add(spent)
             frames += image.n_frames

@@ -10,7 +10,7 @@ from .calibration import MICROMETRE_UNITS, AxisScale, Calibration
 from .files import atomic_output, file_sha256, refuse_existing
 from .naming import input_stem, mask_path, output_path
 from .pairs import LabelledPair, labelled_pairs
-from .readers import Reader, known_suffixes, open_image, register_reader
+from .readers import Reader, known_suffixes, open_image, reader_for, register_reader
 from .source import Layout, Source, select
 from .tiff import TiffStackWriter, write_tiff
 from .writers import Writer, open_writer, register_writer
@@ -33,6 +33,7 @@ __all__ = [
     "mask_path",
     "open_image",
     "open_writer",
+    "reader_for",
     "output_path",
     "refuse_existing",
     "register_reader",

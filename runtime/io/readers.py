@@ -46,8 +46,12 @@ def known_suffixes() -> tuple[str, ...]:
 
 def reader_for(path: Path) -> Reader:
     """The reader that opens ``path``; InputError naming the path if none does."""
+    if path.is_symlink() and not path.exists():
+        raise InputError(f"{path}: a broken or looping symbolic link")
     if not path.exists():
         raise InputError(f"{path}: file not found")
+    if not path.is_file() and not path.is_dir():  # probing would block on a FIFO
+        raise InputError(f"{path}: not a regular file (a device, FIFO or socket)")
     for reader in _READERS:
         if reader.probe(path):
             return reader
@@ -56,8 +60,6 @@ def reader_for(path: Path) -> Reader:
             f"{path}: a directory, not an image or an image store; "
             f"to segment the images in it, give them: {path / '*.tif'}"
         )
-    if not path.is_file():
-        raise InputError(f"{path}: not a file")
     suffix = path.suffix.lower()
     for reader in _READERS:
         if suffix in reader.suffixes:

@@ -154,6 +154,8 @@ def select(layout: Layout, channel: int | None = None, index: dict[str, int] | N
             f"choose it with --channel 0..{sizes[a] - 1}"
         )
     for a, i in index.items():
+        if a in "YX":
+            raise InputError(f"{path}: --index {a}=... would cut the frame: only leading axes can be fixed")
         if a not in sizes:
             raise InputError(f"{path}: no axis '{a}' to select from (axes '{axes}')")
         if not 0 <= i < sizes[a]:

@@ -11,6 +11,7 @@ import contextlib
 import json
 import logging
 import queue
+import re
 import sys
 import threading
 from collections.abc import Iterable, Iterator, Mapping
@@ -69,13 +70,13 @@ class _Collected(logging.Handler):
         self.messages: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        message = record.getMessage().split("\n")[0]
+        message = re.sub(r"^<tifffile\.\w+ [^>]*> ", "", record.getMessage().split("\n")[0])
         if message not in self.messages:
             self.messages.append(message)
 
 
 @contextlib.contextmanager
-def _tifffile_messages(path: Path) -> Iterator[None]:
+def _tifffile_messages(path: Path) -> Iterator[_Collected]:
     """Collect tifffile's warnings; if the block succeeds, log the first one as one line
     naming the file (a failure's error line says enough)."""
     logger = logging.getLogger("tifffile")
@@ -83,7 +84,7 @@ def _tifffile_messages(path: Path) -> Iterator[None]:
     logger.addHandler(collected)
     propagate, logger.propagate = logger.propagate, False
     try:
-        yield
+        yield collected
     finally:
         logger.removeHandler(collected)
         logger.propagate = propagate
@@ -95,8 +96,12 @@ def _tifffile_messages(path: Path) -> Iterator[None]:
 def layout(path: Path) -> Layout:
     """The pages of a TIFF's one image series; InputError naming the file if it has none,
     several, or cannot be read (or holds fewer images than its ImageJ metadata says)."""
-    with _tifffile_messages(path):
-        return _layout(path)
+    with _tifffile_messages(path) as messages:
+        found = _layout(path)
+        missing = [m for m in messages.messages if "missing" in m.lower()]
+        if missing:  # tifffile would fill the gap with zeros or fail part way
+            raise InputError(f"{path}: incomplete: {missing[0].split('. ')[0]}")
+        return found
 
 
 def _layout(path: Path) -> Layout:
@@ -105,10 +110,10 @@ def _layout(path: Path) -> Layout:
             if not tif.series:
                 raise InputError(f"{path}: TIFF holds no image data")
             if len(tif.series) > 1:
-                shapes = ", ".join("x".join(map(str, s.shape)) for s in tif.series[:4])
+                kinds = ", ".join(f"{'x'.join(map(str, s.shape))} {s.dtype}" for s in tif.series[:4])
                 raise InputError(
-                    f"{path}: holds {len(tif.series)} image series of different shapes ({shapes}); "
-                    "save each as its own file"
+                    f"{path}: holds {len(tif.series)} image series of different shapes or pixel types "
+                    f"({kinds}); save each as its own file"
                 )
             series = tif.series[0]
             axes, shape, dtype = series.axes, tuple(series.shape), series.dtype
