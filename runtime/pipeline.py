@@ -94,7 +94,9 @@ def segment_image(
     timings = Timings()
     if check_memory:
         _check_memory(segmenter, source, outputs)
+    start = time.perf_counter()  # the first pass over a stack is segmentation time too
     value_range = stack_range(segmenter.normalization, source.frames()) if normalize_over == "stack" else None
+    timings.segmentation += time.perf_counter() - start
     description = {
         "source": source.path.name,
         **segmenter.describe(),

@@ -20,6 +20,9 @@ from .preprocess import Normalization
 from .spec import RunSpec
 from .tiling import TileGrid, TilePlan, pad_to_grid, stitch_bands, tile_batches, tiled_logits
 
+#: Side of the blank tile a model is checked on when opened (where tile shapes may vary).
+PROBE_SIDE = 32
+
 
 class Segmenter:
     """Segment ER frames with a model; construct once, call per frame.
@@ -61,10 +64,11 @@ class Segmenter:
         """Run the model on one blank tile and check its logits against its metadata, so
         that a model that does not match fails here, before any input is read."""
         name = self.model_path or self.spec.engine or "model"
-        channels, tile = self.contract.in_channels, self.tile
+        side = max(self.plan.multiple_of, PROBE_SIDE)
+        channels, tile = self.contract.in_channels, self.plan.fitted(side, side).tile  # small, unless fixed
         try:
             logits = self.run_model(np.zeros((1, channels, tile, tile), np.float32))
-        except ErnetError:
+        except (ErnetError, MemoryError):
             raise
         except Exception as exc:  # what a runtime raises for a graph that takes other tensors
             raise ModelError(
@@ -140,10 +144,11 @@ class Segmenter:
             return self.backend.run(batch)
 
     def frame_bytes(self, height: int, width: int, probabilities: ProbabilityFormat | None = None) -> int:
-        """About how much memory segmenting ``height`` x ``width`` frames holds at once:
-        prepared frames (the one running, two read ahead, its padded copy), a batch of
-        tiles and their logits, the blending buffers of a tile row, labels and
-        probabilities."""
+        """About how much memory the runtime's buffers for ``height`` x ``width`` frames
+        hold at once: prepared frames (the one running, two read ahead, its padded copy),
+        a batch of tiles and their logits, the blending buffers of a tile row, labels and
+        probabilities. The model's own activations (bounded by tile and batch, and up to
+        the backend) are not counted."""
         plan = self.plan.fitted(height, width)
         grid = plan.grid(height, width)
         channels, classes = self.contract.in_channels, self.n_classes

@@ -3,10 +3,12 @@
 Pure numpy and independent of any backend: a backend is just a function from a
 float32 N x C x h x w batch to N x K x h x w logits. Every tile has the same shape
 (what batched tiles and TensorRT engines need): the last tile of a row or column is
-shifted back inside the frame, and only a frame smaller than a tile is padded, by
-reflection. Logits are blended with a Gaussian weight that has a floor, and the frame
-is finished in row bands as soon as the tiles covering them have run, so memory
-holds about two tile rows, not whole-frame buffers.
+shifted back inside the frame; a tile larger than the frame shrinks to the frame's
+longer side (:meth:`TilePlan.fitted`) unless the backend needs its fixed shape, and
+what remains smaller than the tile is padded by reflection. Logits are blended with
+a Gaussian weight that has a floor, and the frame is finished in row bands as soon as
+the tiles covering them have run, so memory holds about two tile rows, not
+whole-frame buffers.
 """
 
 from __future__ import annotations

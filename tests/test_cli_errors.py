@@ -125,7 +125,7 @@ def _ernet_graph(path: Path, *, input_type: int | None = None, channels: int = 1
 MODEL_CASES: dict[str, tuple[Callable[[Path], Path], str]] = {
     "three classes for two": (
         lambda d: _ernet_graph(d / "k3.onnx", copies=3),
-        "returns logits of shape (1, 3, 256, 256) for a 256x256 tile; its metadata (2 classes) says",
+        "returns logits of shape (1, 3, 32, 32) for a 32x32 tile; its metadata (2 classes) says",
     ),
     "3-channel input": (
         lambda d: _ernet_graph(d / "c3.onnx", channels=3, copies=1),
@@ -418,3 +418,33 @@ def test_out_of_range_numbers_are_usage_errors_naming_the_option(
     done = run_cli("ernet-infer", "x.tif", option, value, cwd=tmp_path)
     assert done.returncode == 2
     assert_one_error_line(done, f"Invalid value for '{option}'", "(see ernet-infer --help)")
+
+
+def test_a_missing_base_dependency_is_not_blamed_on_an_extra(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['onnxruntime'] = None\n"
+        "from ernet.runtime.cli.infer import main\n"
+        "sys.argv = ['ernet-infer', *sys.argv[1:]]; main()"
+    )
+    tifffile.imwrite(tmp_path / "f.tif", np.zeros((16, 16), np.uint8))
+    done = subprocess.run([sys.executable, "-c", code, "f.tif"], capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        "error: onnxruntime is not installed, though ernet needs it: reinstall ernet"
+    ]
+
+
+def test_the_extras_named_are_the_package_s() -> None:
+    import tomllib
+
+    from ernet.runtime.cli.policy import EXTRAS
+
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    extras = pyproject["project"]["optional-dependencies"]
+    distributions = {"skimage": "scikit-image"}
+    for extra, modules in EXTRAS.items():
+        named = " ".join(extras[extra])
+        assert all(distributions.get(m, m) in named for m in modules), extra

@@ -150,8 +150,8 @@ def test_frames_too_large_for_the_memory_available_are_refused_before_reading(
     assert tifffile.imread(outputs.mask).shape == (2, 600, 800)
 
 
-def test_the_memory_estimate_covers_what_segmenting_a_frame_allocates(tiny_onnx: Path) -> None:
-    import tracemalloc
+def test_the_memory_estimate_covers_the_runtime_s_own_buffers(tiny_onnx: Path) -> None:
+    import tracemalloc  # sees numpy's allocations, not ONNX Runtime's
 
     seg = Segmenter(tiny_onnx, provider="cpu")
     frame = np.random.default_rng(0).integers(0, 4000, (600, 800), np.uint16)
@@ -162,3 +162,15 @@ def test_the_memory_estimate_covers_what_segmenting_a_frame_allocates(tiny_onnx:
     finally:
         tracemalloc.stop()
     assert peak <= seg.frame_bytes(600, 800, "float16")
+
+
+def test_a_cgroup_limit_bounds_the_memory_available(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ernet.runtime import resources
+
+    limit, usage = tmp_path / "memory.max", tmp_path / "memory.current"
+    limit.write_text("1073741824\n")
+    usage.write_text("268435456\n")
+    monkeypatch.setattr(resources, "CGROUP_LIMITS", ((limit, usage),))
+    assert resources.available_memory() == 3 << 28  # 1 GiB limit less 256 MiB used, below MemAvailable
+    limit.write_text("max\n")
+    assert resources.available_memory() == resources._meminfo_available()

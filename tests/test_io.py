@@ -208,7 +208,7 @@ BAD_INPUTS = {
         lambda d: _half_imagej_stack(d / "half.tif"),
         "truncated or damaged: its ImageJ metadata announces 10 images, the file holds 1",
     ),
-    "OME size lie": (_ome_size_lie, "lie.ome.tif: incomplete: OME series is missing 2 frames"),
+    "OME size lie": (_ome_size_lie, "lie.ome.tif: incomplete: 2 of its 5 images are missing"),
     "symlink loop": (_symlink_loop, "a broken or looping symbolic link"),
     "FIFO": (_fifo, "not a regular file (a device, FIFO or socket)"),
     "device": (lambda d: Path("/dev/null"), "/dev/null: not a regular file (a device, FIFO or socket)"),

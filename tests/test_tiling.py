@@ -193,7 +193,7 @@ def test_a_tile_larger_than_the_frame_shrinks_unless_the_shape_is_fixed(fixed_sh
     image = np.random.default_rng(0).random((1, 100, 150), dtype=np.float32)
     plan = TilePlan(512, 128, batch=2, multiple_of=8, fixed_shape=fixed_shape)
     logits = tiled_logits(image, model, 2, plan)
-    assert shapes == [(1, 1, 512, 512)] if fixed_shape else [(1, 1, 152, 152)]
+    assert shapes == ([(1, 1, 512, 512)] if fixed_shape else [(1, 1, 152, 152)])
     assert np.array_equal(logits[0], image[0]) and logits.shape == (2, 100, 150)
     assert plan.fitted(1000, 1000) is plan  # a frame larger than the tile: the plan as it is
 

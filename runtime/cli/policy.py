@@ -27,6 +27,14 @@ EXIT_INTERRUPTED = 130
 #: system or a model runtime raises (out of memory, a failing provider).
 REPORTED = (ErnetError, ValueError, OSError, RuntimeError, MemoryError)
 
+#: The modules each package extra brings (pyproject.toml's optional dependencies).
+EXTRAS = {
+    "train": ("torch", "scipy"),
+    "export": ("torch", "onnx", "onnxscript"),
+    "analysis": ("skimage", "skan", "networkx", "scipy", "matplotlib"),
+    "bench": ("scipy", "matplotlib"),
+}
+
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -131,9 +139,11 @@ class PolicyApp(typer.Typer):
             fail(f"{exc.format_message()}{hint}")
             sys.exit(exit_code)
         except ModuleNotFoundError as exc:
-            if self.extra is None or exc.name is None:
-                raise
-            fail(missing_extra(Path(sys.argv[0]).name, self.extra, exc.name))
+            module = (exc.name or "").partition(".")[0]
+            if self.extra is not None and module in EXTRAS.get(self.extra, ()):
+                fail(missing_extra(Path(sys.argv[0]).name, self.extra, module))
+            else:  # a base dependency: the installation is broken
+                fail(f"{module or exc} is not installed, though ernet needs it: reinstall ernet")
             sys.exit(EXIT_ERROR)
         sys.exit(code if isinstance(code, int) else 0)
 

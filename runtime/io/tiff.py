@@ -62,32 +62,32 @@ class _TiffPages:
                 yield data
 
 
-class _Collected(logging.Handler):
-    """Keeps what tifffile logs while a file is opened, to report it once, with the file."""
+class _Collected(logging.Filter):
+    """Takes what tifffile logs while a file is opened (it is not printed), to report it
+    once, with the file's name."""
 
     def __init__(self) -> None:
-        super().__init__(logging.WARNING)
+        super().__init__()
         self.messages: list[str] = []
 
-    def emit(self, record: logging.LogRecord) -> None:
+    def filter(self, record: logging.LogRecord) -> bool:
         message = re.sub(r"^<tifffile\.\w+ [^>]*> ", "", record.getMessage().split("\n")[0])
-        if message not in self.messages:
+        if record.levelno >= logging.WARNING and message not in self.messages:
             self.messages.append(message)
+        return False
 
 
 @contextlib.contextmanager
-def _tifffile_messages(path: Path) -> Iterator[_Collected]:
-    """Collect tifffile's warnings; if the block succeeds, log the first one as one line
-    naming the file (a failure's error line says enough)."""
+def _tifffile_messages(path: Path) -> Iterator[None]:
+    """Hold tifffile's warnings back; if the block succeeds, log the first one as one
+    line naming the file (a failure's error line says enough)."""
     logger = logging.getLogger("tifffile")
     collected = _Collected()
-    logger.addHandler(collected)
-    propagate, logger.propagate = logger.propagate, False
+    logger.addFilter(collected)
     try:
-        yield collected
+        yield
     finally:
-        logger.removeHandler(collected)
-        logger.propagate = propagate
+        logger.removeFilter(collected)
     if collected.messages:
         more = f" (and {len(collected.messages) - 1} more)" if len(collected.messages) > 1 else ""
         logging.getLogger("ernet.io").warning("note: %s: %s%s", path, collected.messages[0], more)
@@ -95,13 +95,9 @@ def _tifffile_messages(path: Path) -> Iterator[_Collected]:
 
 def layout(path: Path) -> Layout:
     """The pages of a TIFF's one image series; InputError naming the file if it has none,
-    several, or cannot be read (or holds fewer images than its ImageJ metadata says)."""
-    with _tifffile_messages(path) as messages:
-        found = _layout(path)
-        missing = [m for m in messages.messages if "missing" in m.lower()]
-        if missing:  # tifffile would fill the gap with zeros or fail part way
-            raise InputError(f"{path}: incomplete: {missing[0].split('. ')[0]}")
-        return found
+    several, cannot be read, or holds fewer images than its metadata announces."""
+    with _tifffile_messages(path):
+        return _layout(path)
 
 
 def _layout(path: Path) -> Layout:
@@ -142,8 +138,13 @@ def _layout(path: Path) -> Layout:
 def _check_complete(
     path: Path, tif: tifffile.TiffFile, shape: tuple[int, ...], page_shape: tuple[int, ...]
 ) -> None:
-    """InputError if the series holds fewer images than the ImageJ metadata announces
-    (a truncated file, e.g. one copied or saved only in part)."""
+    """InputError if the series lacks pages its OME metadata places (tifffile would fill
+    them with zeros) or holds fewer images than its ImageJ metadata announces (a file
+    copied or saved only in part)."""
+    pages = tif.series[0].pages
+    absent = sum(page is None for page in pages)
+    if absent:
+        raise InputError(f"{path}: incomplete: {absent} of its {len(pages)} images are missing")
     announced = int((tif.imagej_metadata or {}).get("images", 0) or 0)
     planes = int(np.prod(shape, dtype=np.int64)) // max(int(np.prod(page_shape, dtype=np.int64)), 1)
     if announced > planes:
