@@ -335,9 +335,12 @@ class MetricsRecorder:
         columns: Sequence[str] | None = None,
         name: str | None = None,
         frame_interval: AxisScale | None = None,
+        overwrite: bool = True,
     ) -> None:
         self.csv_path, self.class_names, self.options, self.figures = csv_path, class_names, options, figures
         self.columns = columns
+        #: Replace files another run wrote meanwhile (else: OutputError, theirs kept).
+        self.overwrite = overwrite
         self._stem = csv_path.stem.removesuffix("_metrics")
         self.name = name or self._stem
         self._indices = frame_indices(axes, shape)
@@ -371,7 +374,9 @@ class MetricsRecorder:
         if self.figures:
             from .figures import graph_figure
 
-            graph_figure(self.figure_path(i), analysis.mask, analysis.graph, self.frame_title(i))
+            graph_figure(
+                self.figure_path(i), analysis.mask, analysis.graph, self.frame_title(i), self.overwrite
+            )
         return row
 
     def finish(self) -> None:
@@ -380,7 +385,7 @@ class MetricsRecorder:
         if self.columns is not None:
             keep = ["frame", *self._indices[0], *self.columns] if self._indices else list(self.columns)
             rows = [{k: row[k] for k in keep if k in row} for row in rows]
-        write_metrics_csv(self.csv_path, rows, self.options.pixel_size)
+        write_metrics_csv(self.csv_path, rows, self.options.pixel_size, self.overwrite)
         if self.figures and len(self.rows) > 1:
             from .figures import time_series_figure
 
@@ -391,10 +396,13 @@ class MetricsRecorder:
                 times=self.times,
                 time_unit=self.frame_interval.unit if self.frame_interval else None,
                 title=self.name,
+                replace=self.overwrite,
             )
 
 
-def write_metrics_csv(path: Path, rows: list[dict[str, Any]], pixel_size: float | None) -> None:
+def write_metrics_csv(
+    path: Path, rows: list[dict[str, Any]], pixel_size: float | None, replace: bool = True
+) -> None:
     """One row per frame, one column per metric, units in the header; written atomically."""
     import csv
 
@@ -402,7 +410,7 @@ def write_metrics_csv(path: Path, rows: list[dict[str, Any]], pixel_size: float 
 
     units = metric_units(pixel_size)
     names = list(rows[0]) if rows else ["frame"]
-    with atomic_output(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as f:
+    with atomic_output(path, replace) as tmp, tmp.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow([column_header(n, units) for n in names])
         for row in rows:

@@ -29,7 +29,9 @@ def _pyplot() -> Any:
     return plt
 
 
-def graph_figure(path: Path, mask: np.ndarray, graph: nx.MultiGraph, title: str = "") -> None:
+def graph_figure(
+    path: Path, mask: np.ndarray, graph: nx.MultiGraph, title: str = "", replace: bool = True
+) -> None:
     """PNG of ``mask`` in grey with the graph's edges and its nodes coloured by degree."""
     plt = _pyplot()
     height, width = mask.shape
@@ -48,7 +50,7 @@ def graph_figure(path: Path, mask: np.ndarray, graph: nx.MultiGraph, title: str 
             fig.colorbar(scatter, ax=ax, fraction=0.035, label="node degree (6: 6 or more)")
         ax.set_title(title)
         ax.set_axis_off()
-        _save(fig, path)
+        _save(fig, path, replace)
     finally:
         plt.close(fig)
 
@@ -60,6 +62,7 @@ def time_series_figure(
     times: Sequence[float] | None = None,
     time_unit: str | None = None,
     title: str = "",
+    replace: bool = True,
 ) -> None:
     """PNG of the main metrics over time, one panel each: against ``times`` (in
     ``time_unit``) where the frame interval is known, else against the frame number."""
@@ -80,11 +83,13 @@ def time_series_figure(
         if title:
             fig.suptitle(title)
         fig.tight_layout()
-        _save(fig, path)
+        _save(fig, path, replace)
     finally:
         plt.close(fig)
 
 
-def _save(fig: Any, path: Path) -> None:
-    with atomic_output(path) as tmp:
+def _save(fig: Any, path: Path, replace: bool = True) -> None:
+    """Write ``fig`` as PNG, atomically; with ``replace`` False, never over a file
+    another run wrote meanwhile."""
+    with atomic_output(path, replace) as tmp:
         fig.savefig(tmp, format="png")

@@ -99,7 +99,7 @@ def segment_image(
     timings.segmentation += time.perf_counter() - start
     description = {
         "source": source.path.name,
-        **segmenter.describe(),
+        **segmenter.describe(source.frame_shape),
         "normalized_over": normalize_over,
         "value_range": value_range,
     }
@@ -183,4 +183,5 @@ def _recorder(
         figures,
         name=input_stem(source.path),
         frame_interval=source.calibration["T"],
+        overwrite=outputs.overwrite,
     )

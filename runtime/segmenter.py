@@ -108,13 +108,15 @@ class Segmenter:
     def batch(self) -> int:
         return self.plan.batch
 
-    def describe(self) -> dict[str, Any]:
-        """How frames are processed, for the metadata of outputs."""
+    def describe(self, frame_shape: tuple[int, int] | None = None) -> dict[str, Any]:
+        """How frames (of ``frame_shape``: with the tile fitted to them) are processed,
+        for the metadata of outputs."""
+        plan = self.plan.fitted(*frame_shape) if frame_shape is not None else self.plan
         return {
             "model": str(self.model_path) if self.model_path else None,
             "backend": self.backend.description,
-            "tile": self.tile,
-            "overlap": self.overlap,
+            "tile": plan.tile,
+            "overlap": plan.overlap,
             "class_names": list(self.contract.class_names),
             "normalization": self.normalization.to_dict(),
         }

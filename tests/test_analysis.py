@@ -252,9 +252,9 @@ def _saved_figures(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     saved: dict[str, Any] = {}
     save = figures._save
 
-    def keep(fig: Any, path: Path) -> None:
+    def keep(fig: Any, path: Path, replace: bool = True) -> None:
         saved[path.name] = fig
-        save(fig, path)
+        save(fig, path, replace)
 
     monkeypatch.setattr(figures, "_save", keep)
     return saved
@@ -332,3 +332,18 @@ def test_ernet_analyze_bad_inputs_fail_in_one_line(tmp_path: Path) -> None:
         assert done.returncode == 1
         assert done.stderr.strip().splitlines() == [f"error: {path}: {problem}"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["float.tif"]
+
+
+def test_a_metrics_csv_written_meanwhile_by_another_run_is_kept(tmp_path: Path) -> None:
+    from ernet.runtime.analysis import MetricsRecorder
+    from ernet.runtime.errors import OutputError
+
+    csv = tmp_path / "cells_metrics.csv"
+    recorder = MetricsRecorder(csv, "YX", (100, 100), overwrite=False)
+    recorder.add(_grid())
+    csv.write_text("the other run's metrics")
+    with pytest.raises(
+        OutputError, match="cells_metrics.csv: output exists, written meanwhile by another run"
+    ):
+        recorder.finish()
+    assert csv.read_text() == "the other run's metrics"

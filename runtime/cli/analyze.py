@@ -100,6 +100,7 @@ def analyze(
                 columns=SUCCESSOR_COLUMNS if successor_columns else None,
                 name=input_stem(source),
                 frame_interval=image.calibration["T"],
+                overwrite=overwrite,
             )
             with progress(image.n_frames, source.name, quiet=quiet) as advance:
                 for index, labels in enumerate(image.frames()):
