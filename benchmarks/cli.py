@@ -23,7 +23,7 @@ import typer
 from ernet.runtime import RunSpec, Segmenter
 from ernet.runtime.analysis import require_analysis_libraries
 from ernet.runtime.backends import Provider
-from ernet.runtime.cli.policy import command, typer_app
+from ernet.runtime.cli.policy import EXTRAS, command, typer_app
 from ernet.runtime.io import atomic_output
 
 from .measure import machine, run_measured, summary, timings, uint16_frame
@@ -31,14 +31,11 @@ from .plot import plot_results
 
 app = typer_app(extra="bench")
 
-#: What the ``bench`` extra brings: scipy (the generated masks) and matplotlib (results.png).
-BENCH_MODULES = ("scipy", "matplotlib")
-
 
 def require_bench_libraries() -> None:
     """Import what the ``bench`` extra brings before measuring anything: a missing one
     raises ModuleNotFoundError, which the command reports as the extra to install."""
-    for name in BENCH_MODULES:
+    for name in EXTRAS["bench"]:  # scipy (the generated masks), matplotlib (results.png)
         importlib.import_module(name)
 
 

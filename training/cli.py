@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal
 
 import typer
 
@@ -16,7 +16,6 @@ from .presets import PRESETS, PresetName
 
 train_app = typer_app(extra="train")
 simulate_app = typer_app(extra="train")
-T = TypeVar("T")
 #: ERNet's hyper-parameters behind the short options of ``ernet-train``.
 ERNET_OPTIONS = {
     "features": "n_feats",
@@ -110,28 +109,29 @@ def train(
     config.update({ERNET_OPTIONS[k]: v for k, v in shorthands.items() if v is not None})
     config.update(parse_options(option or []))
 
-    def chosen(value: T | None, default: T) -> T:
-        return default if value is None else value
-
+    given = {
+        "val_fraction": val_fraction,
+        "epochs": epochs,
+        "steps_per_epoch": steps_per_epoch,
+        "batch_size": batch_size,
+        "crop": crop,
+        "lr": lr,
+        "lr_step": lr_step,
+        "lr_gamma": lr_gamma,
+    }
+    schedule = {**recipe.schedule(), **{k: v for k, v in given.items() if v is not None}}
     cfg = TrainConfig(
         data=data,
         out=out,
         val_data=val_data,
-        val_fraction=chosen(val_fraction, recipe.val_fraction),
         architecture=ArchitectureSpec(architecture, config),
         class_names=names,
         normalization=Normalization.original() if normalization == "scale" else Normalization(),
-        epochs=chosen(epochs, recipe.epochs),
-        steps_per_epoch=chosen(steps_per_epoch, recipe.steps_per_epoch),
-        batch_size=chosen(batch_size, recipe.batch_size),
-        crop=chosen(crop, recipe.crop),
-        lr=chosen(lr, recipe.lr),
-        lr_step=chosen(lr_step, recipe.lr_step),
-        lr_gamma=chosen(lr_gamma, recipe.lr_gamma),
         seed=seed,
         device=device,
         workers=workers,
         resume=resume,
+        **schedule,
     )
     result = run_training(cfg, quiet=quiet)
     print(f"best validation foreground IoU {result['best_score']:.4f}; checkpoints in {out}")

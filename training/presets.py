@@ -7,7 +7,7 @@ schedule (Lu et al. 2020), far slower on a CPU.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 from ernet.runtime.metadata import ERNET_ARCHITECTURE
@@ -29,6 +29,10 @@ class Preset:
     val_fraction: float
     #: ERNet's options (n_feats, n_resgroups, n_resblocks, reduction).
     ernet: dict[str, Any] = field(default_factory=dict)
+
+    def schedule(self) -> dict[str, Any]:
+        """The training options of the recipe, as :class:`~ernet.training.train.TrainConfig` names them."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "ernet"}
 
     def architecture_config(self, architecture: str) -> dict[str, Any]:
         """The preset's options of ``architecture`` (none for architectures it does not size)."""
