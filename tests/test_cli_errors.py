@@ -280,6 +280,49 @@ def test_ctrl_c_or_sigterm_leaves_no_half_written_output(sent: str, tiny_onnx: P
     assert _snapshot(tmp_path) == before
 
 
+@pytest.mark.parametrize("entry", ["infer", "train"])
+def test_ctrl_c_while_a_command_starts_is_one_line(entry: str, tmp_path: Path) -> None:
+    """Ctrl-C as the command's libraries load (here: raised by the import of the command's
+    module, exactly where the signal lands on a cold start) is one line and exit 130."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "class Interrupting:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.endswith('.cli.infer') or name.endswith('training.cli'):\n"
+        "            raise KeyboardInterrupt\n"
+        "sys.meta_path.insert(0, Interrupting())\n"
+        f"from ernet.runtime.cli.launch import {entry}\n"
+        f"{entry}()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert (done.returncode, done.stderr, done.stdout) == (130, "error: interrupted\n", "")
+
+
+def test_commands_start_without_loading_their_libraries() -> None:
+    """The window in which Ctrl-C could precede the launcher is the interpreter's own start."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, ernet.runtime.cli.launch, ernet.runtime\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'numpy', 'onnxruntime', 'typer', 'torch'}))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+
+
+def test_console_scripts_go_through_the_launcher() -> None:
+    import tomllib
+
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    scripts = pyproject["project"]["scripts"]
+    assert sorted(scripts) == sorted(COMMANDS)
+    assert all(target.startswith("ernet.runtime.cli.launch:") for target in scripts.values())
+
+
 COMMANDS = [
     "ernet-infer",
     "ernet-analyze",
@@ -402,6 +445,35 @@ def test_index_cannot_cut_the_frame(tiny_onnx: Path, tmp_path: Path) -> None:
     tifffile.imwrite(stack, np.zeros((3, 16, 16), np.uint8), imagej=True, metadata={"axes": "TYX"})
     done = run_cli("ernet-infer", stack, "--model", tiny_onnx, "--index", "Y=0", "-q")
     assert_one_error_line(done, f"{stack}: --index Y=... would cut the frame: only leading axes can be fixed")
+
+
+def test_the_index_suggested_for_unnamed_axes_works(tiny_onnx: Path, tmp_path: Path) -> None:
+    """tifffile calls every unknown axis Q; repeated ones are renamed so each can be named."""
+    deep = tmp_path / "deep.tif"
+    data = np.random.default_rng(0).integers(0, 255, (2, 3, 2, 16, 16), np.uint8)
+    tifffile.imwrite(deep, data)
+    refused = run_cli("ernet-infer", deep, "--model", tiny_onnx, "--provider", "cpu", "-q")
+    assert_one_error_line(refused, "axes 'QBDYX'", "--index Q=0")
+    done = run_cli("ernet-infer", deep, "--model", tiny_onnx, "--provider", "cpu", "-q", "--index", "Q=1")
+    assert done.returncode == 0, done.stderr
+    with tifffile.TiffFile(tmp_path / "deep_mask.tif") as tif:
+        assert (tif.series[0].axes, tif.series[0].shape) == ("BDYX", (3, 2, 16, 16))
+        mask = tif.asarray()
+    from ernet.runtime import Segmenter
+
+    with Segmenter(tiny_onnx, provider="cpu") as seg:
+        assert np.array_equal(mask[2, 1], seg.segment(data[1, 2, 1]))
+
+
+def test_a_library_warning_is_one_note_naming_the_file(tiny_onnx: Path, tmp_path: Path) -> None:
+    """tifffile warns when the file is described and again on every pass over its pages."""
+    stack = tmp_path / "ij.tif"
+    tifffile.imwrite(stack, np.zeros((3, 16, 16), np.uint8), imagej=True, metadata={"axes": "TYX"})
+    stack.write_bytes(stack.read_bytes().replace(b"frames=3", b"frames=0"))  # invalid: read as plain pages
+    done = run_cli("ernet-infer", stack, "--model", tiny_onnx, "--provider", "cpu", "-q")
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines() == [f"note: {stack}: ImageJ series metadata invalid or corrupted file"]
+    assert tifffile.imread(tmp_path / "ij_mask.tif").shape == (3, 16, 16)
 
 
 def test_bad_inputs_are_refused_before_the_model_is_loaded(tmp_path: Path) -> None:

@@ -19,10 +19,10 @@ from typing import Any, ParamSpec, TypeVar
 import typer
 
 from ..errors import ErnetError, first_line
+from .launch import EXIT_INTERRUPTED
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
 #: Errors reported as one line: ours (which name their file), bad values, and what the
 #: system or a model runtime raises (out of memory, a failing provider).
 REPORTED = (ErnetError, ValueError, OSError, RuntimeError, MemoryError)

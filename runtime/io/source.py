@@ -24,6 +24,19 @@ from .calibration import Calibration
 MAX_LEADING_AXES = 2
 #: Axes that hold colour channels or samples, chosen by ``channel``.
 CHANNEL_AXES = "CS"
+#: Letters no reader uses for an axis of its own (tifffile names none of them): a repeated
+#: axis letter (tifffile calls every unknown axis Q) is renamed to the next of these.
+SPARE_AXES = "BDFGNOUW"
+
+
+def distinct_axes(axes: str) -> str:
+    """``axes`` with each repeated letter after the first renamed to a spare letter, so that
+    every axis can be named (``--index``): ``QQQYX`` -> ``QBDYX``."""
+    spare = iter(a for a in SPARE_AXES if a not in axes)
+    out = ""
+    for a in axes:
+        out += next(spare) if a in out else a  # StopIteration past 8 repeats: a 12-D file
+    return out
 
 
 class Source(ABC):
@@ -92,7 +105,7 @@ class ArrayPages:
 @dataclass
 class Layout:
     """A file's data as pages: the leading axes (those before ``page_axes``) enumerate
-    pages of ``page_axes``."""
+    pages of ``page_axes``. Repeated axis letters are made distinct (:func:`distinct_axes`)."""
 
     path: Path
     axes: str
@@ -101,6 +114,14 @@ class Layout:
     page_axes: str
     pages: PageReader
     calibration: Calibration = field(default_factory=Calibration)
+
+    def __post_init__(self) -> None:
+        lead = len(self.axes) - len(self.page_axes)
+        try:
+            self.axes = distinct_axes(self.axes)
+        except StopIteration:
+            raise InputError(f"{self.path}: too many unnamed axes ('{self.axes}')") from None
+        self.page_axes = self.axes[lead:]
 
 
 class PagedSource(Source):

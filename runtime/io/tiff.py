@@ -42,19 +42,25 @@ def probe(path: Path) -> bool:
 
 
 class _TiffPages:
-    """Pages of a TIFF's first series, read through one open file per pass."""
+    """Pages of a TIFF's first series, read through one open file per pass; what tifffile
+    logs meanwhile is reported once per file, like what it logged when the file was
+    described (``reported``)."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, path: Path, reported: set[str]) -> None:
+        self.path, self.reported = path, reported
 
     def read(self, frames: Iterable[tuple[int, int]]) -> Iterator[np.ndarray]:
-        with tifffile.TiffFile(self.path) as tif:
-            pages = tif.series[0].pages
+        with _tifffile_messages(self.path, self.reported):
+            tif = tifffile.TiffFile(self.path)
+        with tif:
+            with _tifffile_messages(self.path, self.reported):
+                pages = tif.series[0].pages
             for i, k in frames:
                 try:
-                    page = pages[k]
-                    assert page is not None
-                    data = page.asarray()
+                    with _tifffile_messages(self.path, self.reported):
+                        page = pages[k]
+                        assert page is not None
+                        data = page.asarray()
                 except Exception as exc:
                     raise InputError(
                         f"{self.path}: not a readable TIFF (frame {i}: {first_line(exc)})"
@@ -78,9 +84,10 @@ class _Collected(logging.Filter):
 
 
 @contextlib.contextmanager
-def _tifffile_messages(path: Path) -> Iterator[None]:
-    """Hold tifffile's warnings back; if the block succeeds, log the first one as one
-    line naming the file (a failure's error line says enough)."""
+def _tifffile_messages(path: Path, reported: set[str]) -> Iterator[None]:
+    """Hold tifffile's warnings back; if the block succeeds, log the first one not in
+    ``reported`` as one line naming the file (a failure's error line says enough), and
+    add them all to ``reported``."""
     logger = logging.getLogger("tifffile")
     collected = _Collected()
     logger.addFilter(collected)
@@ -88,19 +95,22 @@ def _tifffile_messages(path: Path) -> Iterator[None]:
         yield
     finally:
         logger.removeFilter(collected)
-    if collected.messages:
-        more = f" (and {len(collected.messages) - 1} more)" if len(collected.messages) > 1 else ""
-        logging.getLogger("ernet.io").warning("note: %s: %s%s", path, collected.messages[0], more)
+    new = [m for m in collected.messages if m not in reported]
+    reported.update(new)
+    if new:
+        more = f" (and {len(new) - 1} more)" if len(new) > 1 else ""
+        logging.getLogger("ernet.io").warning("note: %s: %s%s", path, new[0], more)
 
 
 def layout(path: Path) -> Layout:
     """The pages of a TIFF's one image series; InputError naming the file if it has none,
     several, cannot be read, or holds fewer images than its metadata announces."""
-    with _tifffile_messages(path):
-        return _layout(path)
+    reported: set[str] = set()
+    with _tifffile_messages(path, reported):
+        return _layout(path, reported)
 
 
-def _layout(path: Path) -> Layout:
+def _layout(path: Path, reported: set[str]) -> Layout:
     try:
         with tifffile.TiffFile(path) as tif:
             if not tif.series:
@@ -117,7 +127,7 @@ def _layout(path: Path) -> Layout:
             page_axes, page_shape = key.axes, tuple(key.shape)
             lead = len(axes) - len(page_axes)
             _check_complete(path, tif, shape, page_shape)
-            pages: ArrayPages | _TiffPages = _TiffPages(path)
+            pages: ArrayPages | _TiffPages = _TiffPages(path, reported)
             if not (
                 lead >= 0
                 and axes.endswith(page_axes)
