@@ -78,12 +78,12 @@ def _analysis(ax: Any, result: dict[str, Any]) -> None:
 def _comparison(ax: Any, result: dict[str, Any]) -> None:
     labels: list[str] = []
     series: dict[str, list[float]] = {
-        "ONNX Runtime, tiled": [],
-        "ONNX Runtime int8, tiled": [],
-        "ONNX Runtime, one tile": [],
+        "ONNX Runtime, default tiling": [],
+        "ONNX Runtime, training-crop tiles": [],
+        "ONNX Runtime int8, training-crop tiles": [],
         "PyTorch original": [],
     }
-    keys = ("onnx_tiled", "onnx_tiled_int8", "onnx_whole", "torch_original")
+    keys = ("onnx_default", "onnx_crop", "onnx_crop_int8", "torch_original")
     for model in result["comparison"]["models"]:
         for frame in model["frames"]:
             labels.append(f"{model['model']}\n{frame['frame']}")

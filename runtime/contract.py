@@ -15,12 +15,16 @@ from typing import Any
 from .preprocess import Normalization
 
 BINARY_CLASSES = ("background", "ER")
+#: Activation bytes per tile pixel assumed for a model that does not say: about the
+#: published-size ERNet's (measured on ONNX Runtime's CPU provider: 1849).
+UNKNOWN_ACTIVATION_BYTES = 2048
 
 
 @dataclass(frozen=True)
 class TileSpec:
     """The tiles a model takes: its default side, what the side and the tile origins
-    must be a multiple of, and the default overlap as a fraction of the side."""
+    must be a multiple of, the default overlap as a fraction of the side, and the memory
+    its activations take per tile pixel."""
 
     #: Default tile side: the training crop.
     size: int = 256
@@ -29,6 +33,9 @@ class TileSpec:
     #: Default overlap of neighbouring tiles, as a fraction of the tile side; a quarter was
     #: chosen by measurement (README, *Tiling*).
     overlap: float = 0.25
+    #: Bytes of activations per tile pixel on ONNX Runtime's CPU provider, estimated at
+    #: export from the graph; None (older artefacts): :data:`UNKNOWN_ACTIVATION_BYTES`.
+    activation_bytes: int | None = None
 
     def __post_init__(self) -> None:
         if self.size < 1 or self.multiple_of < 1:
@@ -37,6 +44,13 @@ class TileSpec:
             raise ValueError(f"tile size {self.size} is not a multiple of {self.multiple_of}")
         if not 0 <= self.overlap < 1:
             raise ValueError(f"tile overlap must be a fraction in [0, 1), got {self.overlap}")
+        if self.activation_bytes is not None and self.activation_bytes < 1:
+            raise ValueError(f"activation bytes per pixel must be positive, got {self.activation_bytes}")
+
+    @property
+    def bytes_per_pixel(self) -> int:
+        """The activation bytes per tile pixel to plan memory with."""
+        return self.activation_bytes or UNKNOWN_ACTIVATION_BYTES
 
 
 @dataclass(frozen=True)

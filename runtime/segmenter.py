@@ -32,10 +32,12 @@ class Segmenter:
 
     Built from a :class:`RunSpec` (or a model path; no model: the embedded default),
     with any of its fields given as keywords, e.g. ``Segmenter("m.onnx", provider="cpu")``.
-    ``tile`` defaults to the model's training crop and ``overlap`` to its share of the
-    tile (a quarter); ``batch`` tiles run per model call. The model is loaded and
-    warmed up (buffers allocated, GPU engines built) on construction. Calls are
-    serialised, so one instance may be shared between threads.
+    ``tile`` defaults to whole frames on the CPU where memory allows (else tiles as
+    large as it allows), and to the model's training crop elsewhere; ``overlap`` to the
+    crop's share of it (a quarter); ``batch`` tiles run per model call. The model is
+    loaded, checked and, where its tile shape is known in advance, warmed up (buffers
+    allocated, GPU engines built) on construction. Calls are serialised, so one
+    instance may be shared between threads.
     """
 
     def __init__(
@@ -56,7 +58,7 @@ class Segmenter:
         self.plan: TilePlan = self.backend.plan
         self._lock = threading.Lock()
         self._probe()
-        if warmup:
+        if warmup and self.plan.max_pixels is None:
             tiles = (self.batch, self.contract.in_channels, self.tile, self.tile)
             self.run_model(np.zeros(tiles, np.float32))
 
@@ -146,17 +148,17 @@ class Segmenter:
             return self.backend.run(batch)
 
     def frame_bytes(self, height: int, width: int, probabilities: ProbabilityFormat | None = None) -> int:
-        """About how much memory the runtime's buffers for ``height`` x ``width`` frames
-        hold at once: prepared frames (the one running, two read ahead, its padded copy),
-        a batch of tiles and their logits, the blending buffers of a tile row, labels and
-        probabilities. The model's own activations (bounded by tile and batch, and up to
-        the backend) are not counted."""
+        """About how much memory segmenting ``height`` x ``width`` frames holds at once:
+        prepared frames (the one running, two read ahead, its padded copy), a batch of
+        tiles, their logits and the model's activations on them (as its contract
+        estimates them), the blending buffers of a tile row, labels and probabilities."""
         plan = self.plan.fitted(height, width)
         grid = plan.grid(height, width)
         channels, classes = self.contract.in_channels, self.n_classes
         padded = grid.padded_height * grid.padded_width
         prepared = 4 * 4 * channels * padded
-        batch = 4 * plan.batch * (channels + classes) * plan.tile * plan.tile
+        tile_pixels = min(plan.batch, len(grid)) * plan.tile * plan.tile
+        batch = tile_pixels * (4 * (channels + classes) + self.contract.tiles.bytes_per_pixel)
         blending = 2 * 4 * (classes + 1) * plan.tile * grid.padded_width
         outputs = height * width * (1 + (classes * np.dtype(probabilities).itemsize if probabilities else 0))
         return prepared + batch + blending + outputs

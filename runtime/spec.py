@@ -14,11 +14,16 @@ from typing import Any, Literal
 
 from .contract import ModelContract
 from .models import default_model_path
+from .resources import available_memory
 from .tiling import TilePlan
 
 #: Where a model runs: ``tensorrt`` is native TensorRT; ``ort-tensorrt``, ``cuda`` and
 #: ``cpu`` are ONNX Runtime's providers; ``auto`` tries them in that order.
 Provider = Literal["auto", "tensorrt", "ort-tensorrt", "cuda", "cpu"]
+#: The share of the available memory that grown tiles' activations may take.
+ACTIVATION_SHARE = 0.5
+#: The memory assumed available where the system does not say.
+UNKNOWN_MEMORY = 2 << 30
 
 
 @dataclass(frozen=True)
@@ -29,7 +34,8 @@ class RunSpec:
     ``engine`` is given, which carries its model). ``provider``: ``auto``, ``tensorrt``
     (native), ``ort-tensorrt``, ``cuda`` or ``cpu``; an explicitly named provider that
     cannot start is an error unless ``fallback``. ``tile`` and ``overlap`` default to the
-    model's contract, ``threads`` to the physical cores this process may use.
+    model's contract (on the CPU, tiles grow to whole frames where memory allows),
+    ``threads`` to the physical cores this process may use.
     """
 
     model: Path | None = None
@@ -38,7 +44,8 @@ class RunSpec:
     fallback: bool = False
     #: CPU threads; None: the physical cores this process may use.
     threads: int | None = None
-    #: Tile side; None: the model's training crop.
+    #: Tile side; None: chosen by the backend: whole frames where memory allows on the
+    #: CPU (:meth:`tiling`), else the model's training crop.
     tile: int | None = None
     #: Tile overlap in pixels; None: the model's default fraction of the tile.
     overlap: int | None = None
@@ -84,13 +91,20 @@ class RunSpec:
             return self.model
         return None if self.engine is not None else default_model_path()
 
-    def tiling(self, contract: ModelContract) -> TilePlan:
+    def tiling(self, contract: ModelContract, *, grow: bool = False) -> TilePlan:
         """Tile, overlap and batch for a model of this contract: the spec's own where it
-        sets them, else the contract's defaults. ValueError if they do not fit the model."""
+        sets them, else the contract's defaults. With ``grow`` (a backend on which larger
+        tiles run faster: the CPU) and no tile in the spec, tiles grow up to whole frames
+        while the model's activations fit in :data:`ACTIVATION_SHARE` of the memory
+        available now. ValueError if they do not fit the model."""
         tiles = contract.tiles
         tile = self.tile or tiles.size
         overlap = int(tile * tiles.overlap) if self.overlap is None else self.overlap
-        return TilePlan(tile, overlap, self.batch, tiles.multiple_of)
+        max_pixels = None
+        if grow and self.tile is None:
+            memory = available_memory() or UNKNOWN_MEMORY
+            max_pixels = max(1, int(memory * ACTIVATION_SHARE) // tiles.bytes_per_pixel)
+        return TilePlan(tile, overlap, self.batch, tiles.multiple_of, max_pixels=max_pixels)
 
     def cache(self) -> Path:
         """The cache directory in effect."""

@@ -4,8 +4,9 @@ Pure numpy and independent of any backend: a backend is just a function from a
 float32 N x C x h x w batch to N x K x h x w logits. Every tile has the same shape
 (what batched tiles and TensorRT engines need): the last tile of a row or column is
 shifted back inside the frame; a tile larger than the frame shrinks to the frame's
-longer side (:meth:`TilePlan.fitted`) unless the backend needs its fixed shape, and
-what remains smaller than the tile is padded by reflection. Logits are blended with
+longer side (:meth:`TilePlan.fitted`) unless the backend needs its fixed shape, a plan
+that may grow runs a frame whole where its memory budget allows, and what remains
+smaller than the tile is padded by reflection. Logits are blended with
 a Gaussian weight that has a floor, and the frame is finished in row bands as soon as
 the tiles covering them have run, so memory holds about two tile rows, not
 whole-frame buffers.
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+from math import isqrt
 
 import numpy as np
 
@@ -111,6 +113,10 @@ class TilePlan:
     multiple_of: int = 1
     #: The backend runs one tile shape only (a TensorRT engine's profile): never shrink it.
     fixed_shape: bool = False
+    #: Tiles may grow (on the CPU, where larger tiles run faster): a frame whose padded
+    #: square has at most this many pixels is one tile, a larger one is cut into the
+    #: largest tiles of which a batch has at most this many. None: ``tile`` as it is.
+    max_pixels: int | None = None
 
     def __post_init__(self) -> None:
         if self.tile < 1:
@@ -121,19 +127,44 @@ class TilePlan:
             raise ValueError(f"need 0 <= overlap < tile (tile {self.tile}, overlap {self.overlap})")
         if self.tile % self.multiple_of:
             raise ValueError(f"tile {self.tile} is not a multiple of {self.multiple_of}, as this model needs")
+        if self.max_pixels is not None and (self.fixed_shape or self.max_pixels < 1):
+            raise ValueError("only a plan of variable tile shape may grow, to a positive number of pixels")
+
+    @property
+    def largest_tile(self) -> int:
+        """The side of the tiles that a frame too large to run whole is cut into (at least ``tile``)."""
+        if self.max_pixels is None:
+            return self.tile
+        grown = isqrt(self.max_pixels // self.batch) // self.multiple_of * self.multiple_of
+        return max(self.tile, grown)
+
+    def summary(self) -> str:
+        """The tiling in words, e.g. ``tile 256, overlap 64, batch 4``."""
+        tiles = f"overlap {self.overlap}, batch {self.batch}"
+        if self.max_pixels is None:
+            return f"tile {self.tile}, {tiles}"
+        whole = isqrt(self.max_pixels) // self.multiple_of * self.multiple_of
+        return f"whole frames up to {whole}x{whole}, else tiles of {self.largest_tile}, {tiles}"
 
     def grid(self, height: int, width: int) -> TileGrid:
         """The tile grid of a ``height`` x ``width`` frame."""
         return TileGrid.plan(height, width, self.tile, self.overlap, self.multiple_of)
 
     def fitted(self, height: int, width: int) -> TilePlan:
-        """This plan for a ``height`` x ``width`` frame: a tile larger than the frame
-        shrinks to one tile over the frame's longer side (less padding to compute),
-        unless the backend needs its fixed shape."""
+        """This plan for a ``height`` x ``width`` frame (a plan that does not grow): one
+        tile over the frame's longer side where the tile is larger than the frame (less
+        padding to compute) or the plan may grow that far; tiles of the largest side
+        allowed where it is not; the fixed tile where the backend needs it."""
         side = padded_length(max(height, width), 1, self.multiple_of)
-        if self.fixed_shape or side >= self.tile:
+        if self.fixed_shape:
             return self
-        return replace(self, tile=side, overlap=min(self.overlap, side - 1))
+        plan = self
+        if self.max_pixels is not None:
+            tile = side if side * side <= self.max_pixels else self.largest_tile
+            plan = replace(self, tile=tile, overlap=min(self.overlap, tile - 1), max_pixels=None)
+        if side >= plan.tile:
+            return plan
+        return replace(plan, tile=side, overlap=min(plan.overlap, side - 1))
 
 
 def blend_window(

@@ -59,7 +59,8 @@ def test_bench_cli_writes_results(tiny_onnx: Path, tmp_path: Path) -> None:
     assert model["model"] == "F8 G2 B2 r4"
     assert model["flops_per_pixel"] == ERNetConfig(**TINY_OPTIONS).flops_per_pixel and 0 < model["efficiency"]
     assert [f["frame"] for f in model["frames"]] == ["64x80", "100x90"]
-    assert model["frames"][0]["speedup_onnx_tiled"] > 0 and model["frames"][0]["int8_over_fp32"] > 0
+    assert model["frames"][0]["speedup_onnx_default"] > 0 and model["frames"][0]["int8_over_fp32"] > 0
+    assert model["frames"][0]["default_tiling"].startswith("tile 80,")  # the 64x80 frame, whole
     assert (tmp_path / "results.png").read_bytes()[:4] == b"\x89PNG"
     analysis = result["analysis"]
     assert analysis["frame"]["median_s"] > 0 and analysis["stacks"][0]["frames"] == 3

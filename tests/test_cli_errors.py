@@ -256,7 +256,7 @@ def test_ctrl_c_or_sigterm_leaves_no_half_written_output(sent: str, tiny_onnx: P
     import time
 
     stack = tmp_path / "long.tif"
-    tifffile.imwrite(stack, np.zeros((1500, 96, 96), np.uint8), imagej=True, metadata={"axes": "TYX"})
+    tifffile.imwrite(stack, np.zeros((4000, 96, 96), np.uint8), imagej=True, metadata={"axes": "TYX"})
     before = _snapshot(tmp_path)
     command = Path(sys.executable).parent / "ernet-infer"
     args = [str(command), str(stack), "--model", str(tiny_onnx), "--batch", "1", "--threads", "1", "-q"]

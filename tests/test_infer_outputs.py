@@ -55,7 +55,7 @@ def test_probabilities_overlay_and_metadata(stack: Path, tiny_onnx: Path) -> Non
         assert num / den == pytest.approx(1 / 0.065)
         info = json.loads(ij["Info"])
         assert info["normalized_over"] == "frame" and info["normalization"]["mode"] == "percentile"
-        assert info["tile"] == 64 and info["class_names"] == ["background", "ER"]
+        assert info["tile"] == 90 and info["class_names"] == ["background", "ER"]  # the whole 70x90 frame
         mask = tif.series[0].asarray()
     np.testing.assert_array_equal(mask[2, 1], seg.segment(data[2, 1]))
     with tifffile.TiffFile(stack.with_name("cells_probabilities.tif")) as tif:

@@ -34,6 +34,28 @@ def test_defaults_come_from_the_contract_once() -> None:
         RunSpec(tile=60).tiling(contract)
 
 
+def test_tiles_grow_with_the_memory_available_unless_a_tile_is_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ernet.runtime import spec as spec_module
+
+    monkeypatch.setattr(spec_module, "available_memory", lambda: 8 << 30)
+    contract = ModelContract(tiles=TileSpec(96, multiple_of=8, overlap=0.5, activation_bytes=1024))
+    # half of 8 GiB for activations of 1 KiB per pixel
+    assert RunSpec().tiling(contract, grow=True) == TilePlan(96, 48, 4, 8, max_pixels=4 << 20)
+    assert RunSpec(tile=64).tiling(contract, grow=True) == TilePlan(64, 32, 4, 8)  # the tile asked for
+    unknown = ModelContract(tiles=TileSpec(96, multiple_of=8))  # an artefact older than the estimate
+    assert RunSpec().tiling(unknown, grow=True).max_pixels == (4 << 30) // 2048
+    monkeypatch.setattr(spec_module, "available_memory", lambda: None)  # the system does not say
+    assert RunSpec().tiling(contract, grow=True).max_pixels == (1 << 30) // 1024
+
+
+def test_memory_planned_for_a_frame_counts_the_model_s_activations(tiny_onnx: Path) -> None:
+    with Segmenter(tiny_onnx, provider="cpu") as seg:
+        whole = seg.plan.fitted(1000, 1000).tile
+        assert whole == 1000
+        activations = whole * whole * seg.contract.tiles.bytes_per_pixel
+        assert activations < seg.frame_bytes(1000, 1000) < activations + 60 * 1000 * 1000  # + buffers
+
+
 def test_model_defaults_to_the_embedded_one_unless_an_engine_is_given() -> None:
     assert RunSpec().model_path == DEFAULT_MODEL
     assert RunSpec(engine=Path("m.plan")).model_path is None

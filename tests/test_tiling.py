@@ -208,3 +208,32 @@ def test_a_model_returning_non_finite_logits_is_an_error_not_an_empty_mask(bad: 
     image = np.random.default_rng(0).random((1, 100, 100), dtype=np.float32)
     with pytest.raises(ValueError, match="model returned NaN or infinite logits"):
         tiled_logits(image, model, 2, TilePlan(64, 16))
+
+
+def test_a_growing_plan_runs_frames_whole_while_they_fit_its_budget() -> None:
+    plan = TilePlan(64, 16, batch=4, multiple_of=8, max_pixels=200 * 200)
+    assert plan.fitted(150, 190) == TilePlan(192, 16, 4, 8)  # one tile over the padded longer side
+    assert plan.fitted(20, 30) == TilePlan(32, 16, 4, 8)
+    assert plan.fitted(20, 10) == TilePlan(24, 16, 4, 8)
+    assert plan.fitted(20, 10).fitted(5, 5) == TilePlan(8, 7, 4, 8)  # fitted plans only shrink
+    # larger: the largest tiles of which a batch (4) fits the budget, a multiple of 8
+    assert plan.largest_tile == 96 and plan.fitted(300, 300) == TilePlan(96, 16, 4, 8)
+    assert len(plan.fitted(300, 300).grid(300, 300)) == 16
+    assert TilePlan(128, 32, max_pixels=100).largest_tile == 128  # never below the training crop
+    assert plan.summary() == "whole frames up to 200x200, else tiles of 96, overlap 16, batch 4"
+    assert TilePlan(64, 16).summary() == "tile 64, overlap 16, batch 4"
+    with pytest.raises(ValueError, match="only a plan of variable tile shape may grow"):
+        TilePlan(64, 16, fixed_shape=True, max_pixels=10_000)
+
+
+def test_growing_tiles_give_the_whole_frame_output() -> None:
+    """The default on the CPU: a frame within the budget is the model's own output on it."""
+    image = np.random.default_rng(1).random((1, 100, 150), dtype=np.float32)
+    shapes: list[tuple[int, ...]] = []
+
+    def model(batch: np.ndarray) -> np.ndarray:
+        shapes.append(batch.shape)
+        return np.concatenate([batch, -batch], axis=1)
+
+    logits = tiled_logits(image, model, 2, TilePlan(32, 8, batch=4, max_pixels=150 * 150))
+    assert shapes == [(1, 1, 150, 150)] and np.array_equal(logits[0], image[0])

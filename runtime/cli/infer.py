@@ -121,10 +121,16 @@ def infer(
         Path | None, typer.Option("--out", "-o", help="Output folder; default: beside each input.")
     ] = None,
     tile: Annotated[
-        int | None, typer.Option(min=1, help="Tile size; default: the model's training crop.")
+        int | None,
+        typer.Option(
+            min=1,
+            help="Tile size; default: on the CPU whole frames (or the largest tiles the memory allows), "
+            "else the model's training crop.",
+        ),
     ] = None,
     overlap: Annotated[
-        int | None, typer.Option(min=0, help="Tile overlap in pixels; default: a quarter of the tile.")
+        int | None,
+        typer.Option(min=0, help="Tile overlap in pixels; default: a quarter of the training crop."),
     ] = None,
     batch: Annotated[int, typer.Option(min=1, help="Tiles per model call.")] = 4,
     threads: Annotated[
@@ -202,7 +208,7 @@ def infer(
             print(line, file=sys.stderr)
         print(
             f"model: {segmenter.model_path or engine} on {segmenter.backend.description}"
-            f" (tile {segmenter.tile}, overlap {segmenter.overlap}, batch {segmenter.batch})",
+            f" ({segmenter.plan.summary()})",
             file=sys.stderr,
         )
     frames = pixels = 0

@@ -369,20 +369,32 @@ class TiffStackWriter:
             raise OutputError(f"{self.path}: more frames written than the file holds")
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
-        assert self._thread is not None
         if exc_type is None:
-            while self._thread.is_alive():  # a thread that failed takes nothing more
-                try:
-                    self._queue.put(_END, timeout=0.1)
-                    break
-                except queue.Full:
-                    continue
-            self._thread.join()
-            if self._error is not None:
-                self._files.__exit__(OutputError, None, None)
-                raise OutputError(f"{self.path}: cannot write ({_os_reason(self._error)})")
-            self._files.close()  # renames the finished file into place
-            return
+            try:
+                self._finish()
+            except BaseException:  # e.g. Ctrl-C while the last frames are written
+                self._abort(*sys.exc_info())
+                raise
+        else:
+            self._abort(exc_type, exc, tb)
+
+    def _finish(self) -> None:
+        """Let the thread write the rest, then rename the finished file into place."""
+        assert self._thread is not None
+        while self._thread.is_alive():  # a thread that failed takes nothing more
+            try:
+                self._queue.put(_END, timeout=0.1)
+                break
+            except queue.Full:
+                continue
+        self._thread.join()
+        if self._error is not None:
+            raise OutputError(f"{self.path}: cannot write ({_os_reason(self._error)})")
+        self._files.close()
+
+    def _abort(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+        """Stop the thread and remove the temporary file."""
+        assert self._thread is not None
         while True:  # make room for the abort marker, then wait for the thread to stop
             try:
                 self._queue.put_nowait(_ABORT)
@@ -391,7 +403,7 @@ class TiffStackWriter:
                 with contextlib.suppress(queue.Empty):
                     self._queue.get_nowait()
         self._thread.join(timeout=10)
-        self._files.__exit__(exc_type, exc, tb)  # removes the temporary file
+        self._files.__exit__(exc_type, exc, tb)  # removes the temporary file (if still there)
 
 
 class _Aborted(Exception):
