@@ -61,6 +61,7 @@ def bench_frame(seg: Segmenter, height: int, width: int, repeats: int) -> dict[s
     return {
         "frame": f"{height}x{width}",
         "tiles": len(grid),
+        "tile": grid.tile,
         "end_to_end": end_to_end,
         "model": model,
         "mpix_per_s": mpix / end_to_end["median_s"],
@@ -211,19 +212,18 @@ def markdown(result: dict[str, Any]) -> str:
     m = result["machine"]
     lines = [
         f"Machine: {m['cpu']}, {m['cores']} cores; onnxruntime {m['onnxruntime']}; "
-        f"provider {result['provider']}; tile {result['tile']}, overlap {result['overlap']}, "
-        f"batch {result['batch']}; {result['repeats']} repeats after warm-up.",
+        f"provider {result['provider']}; {result['tiling']}; {result['repeats']} repeats after warm-up.",
         "",
         "Latency of `Segmenter.segment` on one uint16 frame, against the raw model on the same tiles:",
         "",
-        "| frame | tiles | p50 s | p95 s | p99 s | raw model p50 s | MPix/s | overhead vs model |",
+        "| frame | tiles x side | p50 s | p95 s | p99 s | raw model p50 s | MPix/s | overhead vs model |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in result["frames"]:
         e, mo = r["end_to_end"], r["model"]
         lines.append(
-            f"| {r['frame']} | {r['tiles']} | {e['median_s']:.3f} | {e['p95_s']:.3f} | {e['p99_s']:.3f} | "
-            f"{mo['median_s']:.3f} | {r['mpix_per_s']:.2f} | {r['overhead']:+.1%} |"
+            f"| {r['frame']} | {r['tiles']} x {r['tile']} | {e['median_s']:.3f} | {e['p95_s']:.3f} | "
+            f"{e['p99_s']:.3f} | {mo['median_s']:.3f} | {r['mpix_per_s']:.2f} | {r['overhead']:+.1%} |"
         )
     if result.get("stacks"):
         lines += [
@@ -365,9 +365,7 @@ def bench(
         "machine": machine(),
         "model": str(seg.model_path),
         "provider": seg.backend.description,
-        "tile": seg.tile,
-        "overlap": seg.overlap,
-        "batch": seg.batch,
+        "tiling": seg.plan.summary(),
         "repeats": repeats,
         "frames": [bench_frame(seg, h, w, repeats) for h, w in shapes],
     }
@@ -394,7 +392,10 @@ def bench(
             file=sys.stderr,
         )
     if compare:
-        _stage("PyTorch comparison and GEMM ceiling" + (" (published size: minutes)" if published else ""))
+        _stage(
+            "PyTorch comparison and GEMM ceiling"
+            + (" (published size: a quarter of an hour)" if published else "")
+        )
         result["comparison"] = bench_comparison(seg, shapes, min(repeats, 5), published)
     table = markdown(result)
     print(table)
