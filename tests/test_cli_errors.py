@@ -38,6 +38,7 @@ INPUT_CASES = [
     "OME size lie",
     "FIFO",
     "device",
+    "output name too long",
     "empty array",
     "1-D",
     "5-D",
@@ -50,9 +51,21 @@ INPUT_CASES = [
 ]
 
 
+#: Inputs a reader takes whose outputs cannot be written.
+BAD_OUTPUTS = {
+    "output name too long": (
+        lambda d: (
+            tifffile.imwrite(d / f"{'n' * 248}.tif", np.zeros((8, 8), np.uint8)),
+            d / f"{'n' * 248}.tif",
+        )[1],
+        "_mask.tif' is 257 bytes, more than the file system allows (255): rename the input",
+    ),
+}
+
+
 @pytest.mark.parametrize("case", INPUT_CASES)
 def test_bad_input(case: str, tiny_onnx: Path, tmp_path: Path) -> None:
-    make, message = BAD_INPUTS[case]
+    make, message = {**BAD_INPUTS, **BAD_OUTPUTS}[case]
     path = make(tmp_path)
     before = _snapshot(tmp_path)
     done = run_cli("ernet-infer", path, "--model", tiny_onnx, "--provider", "cpu", "-q")
@@ -474,6 +487,15 @@ def test_a_library_warning_is_one_note_naming_the_file(tiny_onnx: Path, tmp_path
     assert done.returncode == 0, done.stderr
     assert done.stderr.splitlines() == [f"note: {stack}: ImageJ series metadata invalid or corrupted file"]
     assert tifffile.imread(tmp_path / "ij_mask.tif").shape == (3, 16, 16)
+
+
+def test_a_long_name_whose_output_fits_is_segmented(tiny_onnx: Path, tmp_path: Path) -> None:
+    """The temporary file an output is written as has a shorter name than the output."""
+    frame = tmp_path / f"{'n' * 240}.tif"
+    tifffile.imwrite(frame, np.zeros((16, 16), np.uint8))
+    done = run_cli("ernet-infer", frame, "--model", tiny_onnx, "--provider", "cpu", "-q")
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / f"{'n' * 240}_mask.tif").is_file()
 
 
 def test_bad_inputs_are_refused_before_the_model_is_loaded(tmp_path: Path) -> None:

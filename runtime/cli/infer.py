@@ -11,7 +11,7 @@ import typer
 
 from ..analysis import AnalysisOptions, require_analysis_libraries
 from ..errors import OutputError
-from ..io import mask_path, open_image, output_path, reader_for, refuse_existing
+from ..io import check_name_length, mask_path, open_image, output_path, reader_for, refuse_existing
 from ..pipeline import Outputs, Timings, segment_image
 from ..postprocess import ProbabilityFormat
 from ..progress import progress
@@ -48,6 +48,7 @@ def plan_outputs(
             overwrite,
         )
         for target in plan.paths():
+            check_name_length(target, source)
             resolved = target.resolve()
             if resolved in sources:
                 raise OutputError(f"{target}: output for {source} would overwrite an input")

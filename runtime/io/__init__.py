@@ -7,7 +7,7 @@ line naming the file.
 """
 
 from .calibration import MICROMETRE_UNITS, AxisScale, Calibration
-from .files import atomic_output, file_sha256, refuse_existing
+from .files import atomic_output, check_name_length, file_sha256, refuse_existing
 from .naming import input_stem, mask_path, output_path
 from .pairs import LabelledPair, labelled_pairs
 from .readers import Reader, known_suffixes, open_image, reader_for, register_reader
@@ -26,6 +26,7 @@ __all__ = [
     "TiffStackWriter",
     "Writer",
     "atomic_output",
+    "check_name_length",
     "file_sha256",
     "input_stem",
     "known_suffixes",

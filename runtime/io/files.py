@@ -11,6 +11,26 @@ from pathlib import Path
 
 from ..errors import OutputError, first_line
 
+#: Characters of an output's name that its temporary file's name starts with (at most
+#: 4 bytes each, so that the temporary name stays within 255 bytes).
+_TEMPORARY_PREFIX_CHARS = 60
+
+
+def check_name_length(path: Path, source: Path) -> None:
+    """OutputError naming ``source`` if the name of its output ``path`` is longer than
+    the file system allows."""
+    folder = next((p for p in (path.parent, *path.parent.parents) if p.exists()), Path("."))
+    try:
+        limit = os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):  # no pathconf (Windows) or no answer
+        limit = 255
+    length = len(os.fsencode(path.name))
+    if length > limit:
+        raise OutputError(
+            f"{source}: its output name {path.name!r} is {length} bytes, more than the file system "
+            f"allows ({limit}): rename the input"
+        )
+
 
 def refuse_existing(path: Path, overwrite: bool) -> None:
     """OutputError if ``path`` exists and ``overwrite`` is not set."""
@@ -27,7 +47,9 @@ def atomic_output(path: Path, replace: bool = True) -> Iterator[Path]:
     """
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+        fd, tmp_name = tempfile.mkstemp(
+            prefix=f".{path.name[:_TEMPORARY_PREFIX_CHARS]}.", suffix=".part", dir=path.parent
+        )
     except OSError as exc:
         raise OutputError(f"{path}: cannot write here ({exc.strerror or first_line(exc)})") from None
     tmp = Path(tmp_name)
