@@ -18,7 +18,7 @@ DEFAULT_MODEL := runtime/models/default.onnx
 # The demo uses the embedded default model when the package has one, else `make export`'s.
 DEMO_MODEL := $(if $(wildcard $(DEFAULT_MODEL)),$(DEFAULT_MODEL),$(MODEL))
 
-.PHONY: install test test-all demo train export train-default validate bench lint typecheck clean
+.PHONY: install test test-all demo train export train-default bioimageio validate bench lint typecheck clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,7 +26,7 @@ $(STAMP): pyproject.toml
 	# torch first, pinned: on this machine it is the CPU build on disk; with it
 	# installed, the extras' torch==2.13.0 never pulls a CUDA build.
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e '.[train,export,bench,analysis,dev]'
+	$(BIN)/python -m pip install --quiet -e '.[train,export,bench,analysis,bioimageio,dev]'
 	# TensorRT's type stubs only (their package requires TensorRT itself, which needs a GPU
 	# index): the TensorRT code is type-checked against them on every machine.
 	$(BIN)/python -m pip install --quiet --no-deps 'tensorrt-stubs==10.13.0.35.1'
@@ -50,7 +50,7 @@ $(CHECKPOINT): $(TRAIN_DATA)/.done
 # fp32, fp16 and int8 ONNX (each checked, report beside it), and a TensorRT engine
 # where TensorRT and a GPU are present.
 $(MODEL): $(CHECKPOINT)
-	$(BIN)/ernet-export $(CHECKPOINT) --output $@ --overwrite
+	$(BIN)/ernet-export $(CHECKPOINT) --output $@ --bioimageio $(BUILD)/model.bioimageio.zip --overwrite
 
 train: $(CHECKPOINT)
 
@@ -61,6 +61,11 @@ train-default: $(STAMP)
 	$(BIN)/ernet-simulate $(BUILD)/default/data --count 200 --size 512x512 --seed 1
 	$(BIN)/ernet-train $(BUILD)/default/data --out $(BUILD)/default $(DEFAULT_TRAIN_ARGS)
 	$(BIN)/ernet-export $(BUILD)/default/best.pt --output $(DEFAULT_MODEL) --variants '' --no-engine --overwrite
+
+# A bioimage.io package of the embedded default model (Fiji/deepImageJ, ilastik, bioimage.io).
+bioimageio: $(STAMP)
+	$(BIN)/ernet-export $(DEFAULT_MODEL) --output $(BUILD)/default/model.onnx --variants '' --no-engine \
+		--bioimageio $(BUILD)/ernet-default.bioimageio.zip --overwrite
 
 # Per-frame IoU/Dice of the demo model on the real labelled frames, beside the baseline.
 validate: $(STAMP) $(DEMO_MODEL)

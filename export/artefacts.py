@@ -118,11 +118,13 @@ def export_all(
     real_data: Path | None = None,
     opset: int = 18,
     tile_size: int | None = None,
+    bioimageio: Path | None = None,
     overwrite: bool = False,
     echo: Callable[[str], None] = print,
 ) -> None:
     """Export ``checkpoint`` to ``output`` (fp32) and its ``variants``, then the TensorRT
-    engine when ``engine`` and TensorRT can run here; ``echo`` receives the reports.
+    engine when ``engine`` and TensorRT can run here, and the ``bioimageio`` package of
+    the fp32 model when asked; ``echo`` receives the reports.
 
     ``checkpoint`` may instead be an exported fp32 ``.onnx`` (e.g. the embedded
     default model): it becomes the reference as it is, and the variants derive from it.
@@ -136,6 +138,8 @@ def export_all(
     same_file = from_onnx and checkpoint.resolve() == output.resolve()
     for path in [output, *(variant_path(output, p) for p in variants)]:
         refuse_existing(path, overwrite or (same_file and path == output))
+    if bioimageio is not None:
+        refuse_existing(bioimageio, overwrite)
     if from_onnx:
         _reference_from_onnx(checkpoint, output, echo)
     else:
@@ -177,3 +181,9 @@ def export_all(
             echo(
                 f"TensorRT engine {plan} ({manifest.key.precision}, inputs up to {manifest.key.profile.max})"
             )
+    if bioimageio is not None:
+        from .bioimageio import write_package
+
+        write_package(
+            output, bioimageio, checkpoint=None if from_onnx else checkpoint, overwrite=overwrite, echo=echo
+        )

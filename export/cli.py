@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from ernet.runtime.cli.policy import command, typer_app
+from ernet.runtime.cli.policy import command, missing_extra, typer_app
+from ernet.runtime.errors import ErnetError
 from ernet.runtime.evaluation import REAL_DATA
 
 app = typer_app(extra="export")
@@ -49,11 +50,26 @@ def export(
     tile_size: Annotated[
         int | None, typer.Option(help="Override the tile size recorded in the model.")
     ] = None,
+    bioimageio: Annotated[
+        Path | None,
+        typer.Option(
+            help="Also write a bioimage.io model package (a .zip) of the fp32 model, validated and "
+            "tested by bioimageio.core (extra 'bioimageio').",
+        ),
+    ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace existing artefacts.")] = False,
 ) -> None:
     """Export CHECKPOINT to ONNX and its variants, each checked before it is written,
     each with its report saved beside it (NAME.parity.json)."""
     from .artefacts import export_all
+
+    if bioimageio is not None:
+        try:
+            from .bioimageio import require_bioimageio_libraries
+
+            require_bioimageio_libraries()
+        except ModuleNotFoundError as exc:
+            raise ErnetError(missing_extra("ernet-export", "bioimageio", exc.name or "bioimageio")) from None
 
     export_all(
         checkpoint,
@@ -63,6 +79,7 @@ def export(
         real_data=real_data,
         opset=opset,
         tile_size=tile_size,
+        bioimageio=bioimageio,
         overwrite=overwrite,
     )
 

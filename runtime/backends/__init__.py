@@ -6,6 +6,7 @@ from dataclasses import replace
 from typing import get_args
 
 from ..errors import BackendError, ModelError, first_line
+from ..packages import check_normalization, is_package, open_package
 from ..spec import Provider, RunSpec
 from .base import Backend, physical_cores
 from .ort import OnnxRuntimeBackend, read_onnx_metadata
@@ -19,10 +20,21 @@ def open_backend(spec: RunSpec) -> Backend:
 
     Native TensorRT runs when asked for (``tensorrt`` or an engine) and, under ``auto``,
     wherever it can; otherwise ONNX Runtime. Each provider passed over is listed, with
-    the reason, in the backend's ``fallbacks``.
+    the reason, in the backend's ``fallbacks``. A bioimage.io package of ours runs its
+    ONNX weights, once checked (:mod:`ernet.runtime.packages`).
     """
     if spec.provider not in PROVIDER_CHOICES:
         raise BackendError(f"unknown provider {spec.provider!r}; choose one of {', '.join(PROVIDER_CHOICES)}")
+    package = spec.model_path
+    if package is not None and is_package(package):
+        onnx, normalization = open_package(package, spec.cache())
+        backend = _open(replace(spec, model=onnx))
+        check_normalization(package, normalization, backend.metadata.contract.normalization)
+        return backend
+    return _open(spec)
+
+
+def _open(spec: RunSpec) -> Backend:
     if spec.engine is not None and spec.provider not in ("auto", "tensorrt"):
         raise BackendError(f"an engine runs on native TensorRT, not on provider {spec.provider!r}")
     native = spec.provider == "tensorrt" or spec.engine is not None

@@ -15,6 +15,8 @@ from ..tiling import TilePlan
 #: The tensor names of every ERNet artefact.
 INPUT_NAME = "image"
 OUTPUT_NAME = "logits"
+#: The output of a bioimage.io package's ONNX weights instead: the softmax of the logits.
+PROBABILITIES_NAME = "probabilities"
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from ..io import file_sha256
 from ..metadata import METADATA_KEY, ModelMetadata
 from ..spec import RunSpec
 from ..tiling import TilePlan
-from .base import INPUT_NAME, OUTPUT_NAME, Profile, physical_cores
+from .base import INPUT_NAME, OUTPUT_NAME, PROBABILITIES_NAME, Profile, physical_cores
 
 if TYPE_CHECKING:
     from onnxruntime import InferenceSession
@@ -37,6 +37,8 @@ _PROVIDERS = {
     "cuda": "CUDAExecutionProvider",
     "cpu": "CPUExecutionProvider",
 }
+#: Where a package's probabilities underflow, the log-probability taken instead of -inf.
+_SMALLEST = np.finfo(np.float32).tiny
 #: Providers this backend accepts; ``auto`` tries them fastest first.
 ORT_PROVIDER_CHOICES = ("auto", *_PROVIDERS)
 _ORT_DISTRIBUTIONS = ("onnxruntime", "onnxruntime-gpu", "onnxruntime-directml", "onnxruntime-openvino")
@@ -177,6 +179,8 @@ class OnnxRuntimeBackend:
             session, _ = self._open_session(ort, "cpu")
             assert session is not None  # the CPU provider always starts, or a ModelError was raised
         self.session: InferenceSession | None = session
+        #: The graph returns probabilities (a bioimage.io package's ONNX weights), not logits.
+        self._probabilities = [o.name for o in session.get_outputs()] == [PROBABILITIES_NAME]
         self.provider = session.get_providers()[0]
         self.description = f"onnxruntime/{self.provider}"
         if self.provider == _PROVIDERS["ort-tensorrt"]:  # its engines are built for the plan's tiles
@@ -199,8 +203,10 @@ class OnnxRuntimeBackend:
         """Logits (N x K x H x W float32) for a float32 N x C x H x W batch."""
         if self.session is None:
             raise BackendError(f"{self.path}: the model was closed")
-        (logits,) = self.session.run([OUTPUT_NAME], {INPUT_NAME: batch})
-        return np.asarray(logits, dtype=np.float32)
+        (output,) = self.session.run(None, {INPUT_NAME: batch})
+        if self._probabilities:  # a package's graph: log-probabilities order and blend as logits do
+            return np.log(np.maximum(output, _SMALLEST, dtype=np.float32))
+        return np.asarray(output, dtype=np.float32)
 
     def close(self) -> None:
         """Release the session; ``run`` fails afterwards."""
@@ -303,9 +309,9 @@ def read_onnx_metadata(model: Path) -> ModelMetadata:
         raise ModelError(f"{model}: invalid ERNet metadata ({first_line(exc)})") from None
     inputs = [i.name for i in session.get_inputs()]
     outputs = [o.name for o in session.get_outputs()]
-    if inputs != [INPUT_NAME] or outputs != [OUTPUT_NAME]:
+    if inputs != [INPUT_NAME] or outputs not in ([OUTPUT_NAME], [PROBABILITIES_NAME]):
         raise ModelError(
-            f"{model}: expected input '{INPUT_NAME}' and output '{OUTPUT_NAME}', "
+            f"{model}: expected input '{INPUT_NAME}' and output '{OUTPUT_NAME}' (or '{PROBABILITIES_NAME}'), "
             f"found inputs {inputs} and outputs {outputs}"
         )
     return metadata

@@ -33,6 +33,7 @@ EXTRAS = {
     "export": ("torch", "onnx", "onnxscript"),
     "analysis": ("skimage", "skan", "networkx", "scipy", "matplotlib"),
     "bench": ("scipy", "matplotlib"),
+    "bioimageio": ("bioimageio",),
 }
 
 P = ParamSpec("P")
