@@ -184,6 +184,7 @@ def export_all(
     if bioimageio is not None:
         from .bioimageio import write_package
 
+        checkpoint_used = None if from_onnx else checkpoint
         write_package(
-            output, bioimageio, checkpoint=None if from_onnx else checkpoint, overwrite=overwrite, echo=echo
+            output, bioimageio, checkpoint=checkpoint_used, real=real, overwrite=overwrite, echo=echo
         )

@@ -82,6 +82,10 @@ def test_the_package_validates_and_describes_the_model(exported: tuple[Path, Pat
         card = archive.read("README.md").decode()
         cover = archive.read("cover.png")
     assert "## Intended use and limits" in card and cover[:4] == b"\x89PNG"
+    from ernet.runtime.evaluation import REAL_DATA
+
+    real = len(list(REAL_DATA.glob("*_image.tif")))  # the export's default --real-data
+    assert (f"Measured by ernet-export on {real} hand-labelled frames" if real else "Not measured") in card
 
 
 @pytest.mark.parametrize(
