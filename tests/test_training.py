@@ -191,3 +191,55 @@ def test_train_options_override_the_preset(dataset: Path, tmp_path: Path) -> Non
     assert (training["lr"], training["lr_step"], training["batch_size"]) == (1e-4, 20, 2)  # published
     assert (training["epochs"], training["crop"]) == (1, 32)  # given
     assert metadata.architecture.config == {"n_feats": 8, "n_resgroups": 1, "n_resblocks": 1, "reduction": 2}
+
+
+class _Threshold(torch.nn.Module):
+    """A perfect 'model' for frames whose intensity is their label: ER where above 0.5."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([0.5 - x, x - 0.5], dim=1)
+
+
+def test_validation_scores_whole_frames_through_the_tiler() -> None:
+    """ER only in the middle of a frame: crops from its corners would see none (IoU NaN)."""
+    from ernet.runtime.contract import ModelContract, TileSpec
+    from ernet.training.data import Sample
+    from ernet.training.train import evaluate
+
+    mask = np.zeros((300, 260), np.int64)
+    mask[120:180, 100:160] = 1
+    image = mask[None].astype(np.float32)
+    contract = ModelContract(tiles=TileSpec(64))
+    perfect = evaluate(_Threshold(), [Sample("mid", image, mask)], contract, torch.device("cpu"))
+    assert perfect["iou_ER"] == 1.0 and perfect["mean_iou_foreground"] == 1.0
+    half = mask.copy()
+    half[150:] = 0  # the model finds the top half of the ER
+    scored = evaluate(
+        _Threshold(), [Sample("mid", half[None].astype(np.float32), mask)], contract, torch.device("cpu")
+    )
+    assert scored["iou_ER"] == pytest.approx(0.5)
+    # the mean over frames, not over pooled pixels: a small frame counts as much as a large one
+    small = np.zeros((40, 40), np.int64)
+    small[10:20, 10:20] = 1
+    both = evaluate(
+        _Threshold(),
+        [
+            Sample("mid", half[None].astype(np.float32), mask),
+            Sample("small", np.zeros((1, 40, 40), np.float32), small),
+        ],
+        contract,
+        torch.device("cpu"),
+    )
+    assert both["mean_iou_foreground"] == pytest.approx(0.25) and both["iou_ER"] > 0.25
+
+
+def test_validation_without_labelled_foreground_is_an_error(tmp_path: Path) -> None:
+    data, empty = tmp_path / "data", tmp_path / "empty"
+    for folder, value in ((data, 1), (empty, 0)):
+        folder.mkdir()
+        tifffile.imwrite(folder / "a_image.tif", np.full((32, 32), 100, np.uint16))
+        tifffile.imwrite(folder / "a_mask.tif", np.full((32, 32), value, np.uint8))
+    with pytest.raises(InputError, match="validation samples hold no labelled foreground"):
+        train(
+            TrainConfig(data=data, out=tmp_path / "out", val_data=empty, epochs=1, steps_per_epoch=1, crop=32)
+        )

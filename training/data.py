@@ -132,18 +132,3 @@ def _pad_to(image: np.ndarray, mask: np.ndarray, size: int) -> tuple[np.ndarray,
         return image, mask
     image = np.pad(image, ((0, 0), (0, pad_h), (0, pad_w)), mode="reflect")
     return image, np.pad(mask, ((0, pad_h), (0, pad_w)), mode="reflect")
-
-
-def validation_tiles(samples: list[Sample], crop: int, per_sample: int = 4) -> list[Sample]:
-    """A fixed set of up to ``per_sample`` crops spread over each sample, for validation."""
-    tiles = []
-    for s in samples:
-        image, mask = _pad_to(s.image, s.mask, crop)
-        ys = np.linspace(0, image.shape[1] - crop, max(1, int(np.sqrt(per_sample)))).astype(int)
-        xs = np.linspace(0, image.shape[2] - crop, max(1, int(np.sqrt(per_sample)))).astype(int)
-        for y in np.unique(ys):
-            for x in np.unique(xs):
-                tiles.append(
-                    Sample(s.name, image[:, y : y + crop, x : x + crop], mask[y : y + crop, x : x + crop])
-                )
-    return tiles

@@ -1,5 +1,5 @@
 """The training loop, for any registered architecture: cross-entropy, Adam, step LR,
-per-class IoU/Dice, checkpoints."""
+per-class IoU/Dice on whole validation frames, checkpoints."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from ernet.runtime import __version__
+from ernet.runtime import RunSpec, __version__
 from ernet.runtime.contract import BINARY_CLASSES, ModelContract, TileSpec
 from ernet.runtime.errors import InputError
 from ernet.runtime.evaluation import confusion_matrix, scores
@@ -21,9 +21,10 @@ from ernet.runtime.io import file_sha256, labelled_pairs
 from ernet.runtime.metadata import ArchitectureSpec, ModelMetadata
 from ernet.runtime.preprocess import Normalization
 from ernet.runtime.progress import progress
+from ernet.runtime.tiling import tiled_logits
 
 from .checkpoint import load_checkpoint, save_checkpoint
-from .data import RandomCrops, Sample, load_legacy_pickle, load_samples, validation_tiles
+from .data import RandomCrops, Sample, load_legacy_pickle, load_samples
 from .models import get_architecture
 
 PICKLE_SUFFIXES = (".pkl", ".pickle", ".p")
@@ -85,25 +86,48 @@ def split_samples(cfg: TrainConfig) -> tuple[list[Sample], list[Sample], dict[st
         n_val = int(round(len(train) * cfg.val_fraction))
         if n_val == 0 or n_val >= len(train):
             raise InputError(
-                f"{cfg.data}: {len(train)} samples cannot be split for validation; pass --val-data"
+                f"{cfg.data}: {len(train)} samples cannot be split for validation at --val-fraction "
+                f"{cfg.val_fraction:g}; pass --val-data, or a --val-fraction that holds out at least one"
             )
         train, val = train[:-n_val], train[-n_val:]
+    source = cfg.val_data or cfg.data
+    if not val:
+        raise InputError(f"{source}: no validation samples")
+    if not any(s.mask.any() for s in val):
+        raise InputError(
+            f"{source}: the validation samples hold no labelled foreground, so no IoU can choose the best "
+            "epoch; pass --val-data with labelled frames"
+        )
     provenance.update(train_samples=[s.name for s in train], validation_samples=[s.name for s in val])
     return train, val, provenance
 
 
 @torch.no_grad()
 def evaluate(
-    model: torch.nn.Module, tiles: list[Sample], class_names: tuple[str, ...], device: torch.device
+    model: torch.nn.Module, samples: list[Sample], contract: ModelContract, device: torch.device
 ) -> dict[str, float]:
-    """IoU and Dice per class over fixed validation crops."""
+    """IoU and Dice per class over whole validation frames, each run through the runtime's
+    tiler in the contract's tiles (as ``ernet-infer`` runs a GPU); ``mean_iou_foreground``
+    is the mean over frames of each frame's mean foreground IoU (a frame where a class is
+    neither labelled nor predicted does not count for it)."""
     model.eval()
-    n = len(class_names)
-    matrix = np.zeros((n, n), np.int64)
-    for tile in tiles:
-        logits = model(torch.from_numpy(np.ascontiguousarray(tile.image))[None].to(device))
-        matrix += confusion_matrix(logits.argmax(1).cpu().numpy(), tile.mask, n)
-    return scores(matrix, class_names)
+    n = contract.n_classes
+    plan = RunSpec().tiling(contract)
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        return model(torch.from_numpy(batch).to(device)).float().cpu().numpy()
+
+    total = np.zeros((n, n), np.int64)
+    per_frame = []
+    for sample in samples:
+        image = np.ascontiguousarray(sample.image, dtype=np.float32)
+        matrix = confusion_matrix(tiled_logits(image, run, n, plan).argmax(0), sample.mask, n)
+        total += matrix
+        per_frame.append(scores(matrix, contract.class_names)["mean_iou_foreground"])
+    out = scores(total, contract.class_names)
+    finite = [v for v in per_frame if np.isfinite(v)]
+    out["mean_iou_foreground"] = float(np.mean(finite)) if finite else float("nan")
+    return out
 
 
 def _device(name: str) -> torch.device:
@@ -149,7 +173,6 @@ def train(cfg: TrainConfig, quiet: bool = False) -> dict[str, Any]:
         history = list(loaded.raw["history"])
     crops = RandomCrops(train_samples, cfg.crop, cfg.steps_per_epoch * cfg.batch_size, cfg.seed)
     loader = DataLoader(crops, batch_size=cfg.batch_size, shuffle=False, num_workers=cfg.workers)
-    val_tiles = validation_tiles(val_samples, cfg.crop)
     loss_fn = torch.nn.CrossEntropyLoss()
     cfg.out.mkdir(parents=True, exist_ok=True)
     say = (lambda *a: None) if quiet else (lambda *a: print(*a, file=sys.stderr, flush=True))
@@ -176,13 +199,12 @@ def train(cfg: TrainConfig, quiet: bool = False) -> dict[str, Any]:
             "loss": float(np.mean(losses)),
             "lr": optimizer.param_groups[0]["lr"],
             "seconds": time.perf_counter() - tic,
-            **evaluate(model, val_tiles, cfg.class_names, device),
+            **evaluate(model, val_samples, contract, device),
         }
         history.append(metrics)
-        score = metrics["mean_iou_foreground"]
+        score = metrics["mean_iou_foreground"]  # finite: some validation frame holds foreground
         is_best = score > best or not (cfg.out / "best.pt").exists()
-        if is_best and not np.isnan(score):
-            best = score
+        best = max(best, score)
         metadata = ModelMetadata(
             contract=contract,
             architecture=spec,
