@@ -66,7 +66,8 @@ def open_package(path: Path, cache: Path) -> tuple[Path, Normalization]:
 
 def check_normalization(path: Path, found: Normalization, expected: Normalization) -> None:
     """ModelError unless the package's preprocessing (``found``) is its model's own
-    normalisation (``expected``)."""
+    normalisation (``expected``), but for a noise floor, which bioimage.io's operations
+    cannot express (the runtime applies the model's)."""
     same = found.mode == expected.mode and found.clip == expected.clip
     if found.mode == "percentile":
         same = same and (found.low, found.high) == (expected.low, expected.high)

@@ -21,7 +21,9 @@ class Normalization:
 
     ``scale``: ``value / scale`` (the original ERNet: ``scale=255`` for 8-bit frames).
     ``percentile``: the ``low``/``high`` percentiles of the frame map to 0/1
-    (the successor's 1-99 % rescaling), clipped to [0, 1] when ``clip``.
+    (the successor's 1-99 % rescaling), clipped to [0, 1] when ``clip``; with a
+    ``noise_floor``, a range narrower than that many times the frame's noise level
+    (:func:`noise_level`) is widened to it, so that noise is not stretched into contrast.
     """
 
     mode: NormalizationMode = "percentile"
@@ -29,6 +31,9 @@ class Normalization:
     low: float = 1.0
     high: float = 99.0
     clip: bool = True
+    #: The range mapped to [0, 1] spans at least this many noise standard deviations
+    #: (percentile mode); 0: no floor.
+    noise_floor: float = 0.0
 
     def __post_init__(self) -> None:
         if self.mode not in ("scale", "percentile"):
@@ -37,6 +42,8 @@ class Normalization:
             raise ValueError("normalisation scale must be positive")
         if self.mode == "percentile" and not 0 <= self.low < self.high <= 100:
             raise ValueError("percentiles must satisfy 0 <= low < high <= 100")
+        if self.noise_floor < 0 or (self.noise_floor and self.mode != "percentile"):
+            raise ValueError("a noise floor is a non-negative number of noise levels, in percentile mode")
 
     @classmethod
     def original(cls) -> Normalization:
@@ -44,9 +51,19 @@ class Normalization:
         return cls(mode="scale", scale=255.0, clip=False)
 
     def value_range(self, data: np.ndarray) -> tuple[float, float]:
-        """The intensities that map to 0 and 1, computed over all of ``data``."""
+        """The intensities that map to 0 and 1, computed over all of ``data`` (a frame, or
+        frames along its leading axes)."""
         if self.mode == "scale":
             return 0.0, float(self.scale)
+        lo, hi = self.percentiles(data)
+        return self.floored(lo, hi, noise_level(data) if self.noise_floor else 0.0)
+
+    def floored(self, lo: float, hi: float, noise: float) -> tuple[float, float]:
+        """``(lo, hi)``, with ``hi`` raised to ``lo`` + ``noise_floor`` x ``noise`` where lower."""
+        return lo, max(hi, lo + self.noise_floor * noise)
+
+    def percentiles(self, data: np.ndarray) -> tuple[float, float]:
+        """The ``low`` and ``high`` percentiles of all of ``data``."""
         data = np.asarray(data)
         if _histogram_friendly(data):  # exact, and several times faster than sorting
             counts = np.bincount(data.ravel(), minlength=256)
@@ -81,6 +98,25 @@ class Normalization:
         return cls(**values)
 
 
+#: Every how many rows the noise level is estimated on (a quarter of a frame is plenty).
+_NOISE_ROW_STEP = 4
+
+
+def noise_level(data: np.ndarray) -> float:
+    """A robust estimate of the standard deviation of pixel noise in a frame (its last two
+    axes; leading axes: their first frame): the median absolute deviation of differences
+    between horizontal neighbours, scaled for Gaussian noise and divided by sqrt 2.
+    Structure is sparse next to noise, so it barely moves the estimate; 0 for a 1-D array."""
+    data = np.asarray(data)
+    if data.ndim < 2 or data.shape[-1] < 2:
+        return 0.0
+    frame = data.reshape(-1, *data.shape[-2:])[0]
+    rows = frame[::_NOISE_ROW_STEP].astype(np.float64 if _needs_float64(frame) else np.float32)
+    differences = np.diff(rows, axis=-1).ravel()
+    deviation = np.median(np.abs(differences - np.median(differences)))
+    return float(1.4826 * deviation / np.sqrt(2))
+
+
 #: Magnitudes beyond which float32 differences of two values could overflow.
 _FLOAT32_SAFE = 1e37
 
@@ -100,18 +136,22 @@ class StackRange:
     """The normalisation range of a whole stack, gathered frame by frame in bounded memory.
 
     Percentiles are exact for integer frames of up to 16 bits (a running histogram);
-    other data contribute an evenly strided sample of each frame.
+    other data contribute an evenly strided sample of each frame. A noise floor uses
+    the median of the frames' noise levels.
     """
 
     def __init__(self, normalization: Normalization) -> None:
         self.normalization = normalization
         self._counts: np.ndarray | None = None
         self._samples: list[np.ndarray] = []
+        self._noise: list[float] = []
 
     def add(self, frame: np.ndarray) -> None:
         """Count one frame."""
         if self.normalization.mode == "scale":
             return
+        if self.normalization.noise_floor:
+            self._noise.append(noise_level(frame))
         values = np.asarray(frame).ravel()
         if _histogram_friendly(values):
             counts = np.bincount(values, minlength=65536 if values.dtype.itemsize == 2 else 256)
@@ -128,10 +168,15 @@ class StackRange:
         if norm.mode == "scale":
             return 0.0, float(norm.scale)
         if self._samples:  # a stack has one pixel type: either samples or counts
-            return norm.value_range(np.concatenate(self._samples))
-        if self._counts is None:
+            lo, hi = norm.percentiles(np.concatenate(self._samples))
+        elif self._counts is None:
             raise ValueError("no frames were added")
-        return _histogram_percentile(self._counts, norm.low), _histogram_percentile(self._counts, norm.high)
+        else:
+            lo, hi = (
+                _histogram_percentile(self._counts, norm.low),
+                _histogram_percentile(self._counts, norm.high),
+            )
+        return norm.floored(lo, hi, float(np.median(self._noise)) if self._noise else 0.0)
 
 
 def stack_range(normalization: Normalization, frames: Iterable[np.ndarray]) -> tuple[float, float]:

@@ -162,3 +162,34 @@ def test_values_near_the_float_limits_normalise_like_any_others(scale: float, dt
     expected = Normalization().apply(frame if scale > 0 else -frame)
     np.testing.assert_allclose(huge, expected, atol=1e-5)
     assert huge.dtype == np.float32
+
+
+def test_noise_level_is_the_noise_not_the_structure() -> None:
+    from ernet.runtime.preprocess import noise_level
+
+    rng = np.random.default_rng(3)
+    noise = rng.normal(0, 20, (256, 256))
+    assert noise_level(1000 + noise) == pytest.approx(20, rel=0.05)
+    structured = 1000 + noise
+    structured[:, 100:110] += 3000  # a bright tubule: a few large differences, ignored
+    assert noise_level(structured) == pytest.approx(20, rel=0.05)
+    assert noise_level(np.zeros(10)) == 0.0
+
+
+def test_a_noise_floor_keeps_noise_from_becoming_contrast() -> None:
+    from ernet.runtime.preprocess import stack_range
+
+    rng = np.random.default_rng(4)
+    noise = rng.poisson(100, (128, 128)).astype(np.uint16)
+    plain, floored = Normalization(), Normalization(noise_floor=30)
+    lo, hi = floored.value_range(noise)
+    assert (lo, hi) != plain.value_range(noise) and hi - lo > 25 * 10  # about 30 sigma of 10 counts
+    assert floored.apply(noise).max() < 0.25  # dim, not stretched to [0, 1]
+    signal = noise.copy()
+    signal[40:60] += 5000  # a structure far above the noise: the floor does not bind
+    assert floored.value_range(signal) == plain.value_range(signal)
+    stack_lo, stack_hi = stack_range(floored, [noise, noise])  # floored by the frames' noise too
+    assert stack_hi - stack_lo == pytest.approx(hi - lo, rel=0.01)
+    with pytest.raises(ValueError, match="noise floor"):
+        Normalization(mode="scale", noise_floor=30)
+    assert Normalization.from_dict({"mode": "percentile", "low": 1.0, "high": 99.0}).noise_floor == 0.0

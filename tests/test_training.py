@@ -243,3 +243,22 @@ def test_validation_without_labelled_foreground_is_an_error(tmp_path: Path) -> N
         train(
             TrainConfig(data=data, out=tmp_path / "out", val_data=empty, epochs=1, steps_per_epoch=1, crop=32)
         )
+
+
+def test_a_noise_floor_travels_with_the_model(dataset: Path, tmp_path: Path) -> None:
+    """Trained with it, recorded in the checkpoint and the exported model, applied by the runtime."""
+    done = run_cli(
+        "ernet-train", dataset, "--out", tmp_path, "--epochs", "1", "--steps-per-epoch", "1", "--crop", "32",
+        "--features", "8", "--groups", "1", "--blocks", "1", "--reduction", "2", "--noise-floor", "30",
+        "--val-fraction", "0.2", "--quiet",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert load_checkpoint(tmp_path / "last.pt").metadata.contract.normalization.noise_floor == 30
+    pytest.importorskip("onnx")
+    from ernet.export.exporter import export_checkpoint
+    from ernet.runtime import Segmenter
+
+    export_checkpoint(tmp_path / "last.pt", tmp_path / "m.onnx")
+    with Segmenter(tmp_path / "m.onnx", provider="cpu") as seg:
+        noise = np.random.default_rng(0).poisson(100, (64, 64)).astype(np.uint16)
+        assert seg.normalization.noise_floor == 30 and seg.prepare(noise).max() < 0.25

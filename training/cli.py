@@ -91,6 +91,14 @@ def train(
         Literal["percentile", "scale"],
         typer.Option(help="percentile: 1-99 % of each frame to 0-1; scale: value / 255 (the original)."),
     ] = "percentile",
+    noise_floor: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            help="percentile: widen a frame's range to at least this many noise levels, so that "
+            "noise is not stretched into contrast (0: off).",
+        ),
+    ] = 0.0,
     seed: Annotated[int, typer.Option(help="Seed of weights, crops and the validation split.")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     workers: Annotated[int, typer.Option(help="Data-loader worker processes.")] = 0,
@@ -119,6 +127,8 @@ def train(
         "lr_step": lr_step,
         "lr_gamma": lr_gamma,
     }
+    if normalization == "scale" and noise_floor:
+        raise typer.BadParameter("applies to --normalization percentile", param_hint="--noise-floor")
     schedule = {**recipe.schedule(), **{k: v for k, v in given.items() if v is not None}}
     cfg = TrainConfig(
         data=data,
@@ -126,7 +136,9 @@ def train(
         val_data=val_data,
         architecture=ArchitectureSpec(architecture, config),
         class_names=names,
-        normalization=Normalization.original() if normalization == "scale" else Normalization(),
+        normalization=Normalization.original()
+        if normalization == "scale"
+        else Normalization(noise_floor=noise_floor),
         seed=seed,
         device=device,
         workers=workers,
