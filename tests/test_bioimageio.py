@@ -241,3 +241,15 @@ def test_a_multi_class_model_packages_the_same_way(tmp_path: Path) -> None:
         test_model(tmp_path / "four.zip", weight_format="onnx", devices=["CPUExecutionProvider"]).status
         == "passed"
     )
+
+
+def test_a_package_on_native_tensorrt_is_refused_in_one_line(
+    exported: tuple[Path, Path], tmp_path: Path
+) -> None:
+    frame = tmp_path / "frame.tif"
+    tifffile.imwrite(frame, np.zeros((16, 16), np.uint8))
+    done = run_cli("ernet-infer", frame, "--model", exported[1], "--provider", "tensorrt", "-q")
+    assert done.returncode == 1 and done.stderr.strip().splitlines() == [
+        f"error: {exported[1]}: a bioimage.io package runs on ONNX Runtime; for native TensorRT give the "
+        "ONNX model it was made from"
+    ]

@@ -27,19 +27,26 @@ def open_backend(spec: RunSpec) -> Backend:
         raise BackendError(f"unknown provider {spec.provider!r}; choose one of {', '.join(PROVIDER_CHOICES)}")
     package = spec.model_path
     if package is not None and is_package(package):
+        if spec.provider == "tensorrt" or spec.engine is not None:
+            raise BackendError(
+                f"{package}: a bioimage.io package runs on ONNX Runtime; for native TensorRT give the "
+                "ONNX model it was made from"
+            )
         onnx, normalization = open_package(package, spec.cache())
-        backend = _open(replace(spec, model=onnx))
+        backend = _open(replace(spec, model=onnx), native_allowed=False)
         check_normalization(package, normalization, backend.metadata.contract.normalization)
         return backend
     return _open(spec)
 
 
-def _open(spec: RunSpec) -> Backend:
+def _open(spec: RunSpec, native_allowed: bool = True) -> Backend:
+    """:func:`open_backend` for an ONNX model or engine; ``native_allowed``: whether
+    ``auto`` may choose native TensorRT."""
     if spec.engine is not None and spec.provider not in ("auto", "tensorrt"):
         raise BackendError(f"an engine runs on native TensorRT, not on provider {spec.provider!r}")
     native = spec.provider == "tensorrt" or spec.engine is not None
     fallbacks: list[tuple[str, str]] = []
-    if native or spec.provider == "auto":
+    if native or (spec.provider == "auto" and native_allowed):
         from .trt import TensorRtBackend
 
         try:
