@@ -23,7 +23,7 @@ import typer
 from ernet.runtime import RunSpec, Segmenter
 from ernet.runtime.analysis import require_analysis_libraries
 from ernet.runtime.backends import Provider
-from ernet.runtime.cli.policy import EXTRAS, command, typer_app
+from ernet.runtime.cli.policy import EXTRAS, TILE_HELP, command, typer_app
 from ernet.runtime.io import atomic_output
 
 from .comparison import RATE_TILE
@@ -327,7 +327,7 @@ def bench(
         Provider, typer.Option(help="Execution provider; auto: the fastest that starts here.")
     ] = "auto",
     sizes: Annotated[str, typer.Option(help="Comma-separated HEIGHTxWIDTH frames.")] = "512x512,1040x1392",
-    tile: Annotated[int | None, typer.Option(help="Tile size; default: the model's.")] = None,
+    tile: Annotated[int | None, typer.Option(min=1, help=TILE_HELP)] = None,
     batch: Annotated[int, typer.Option(help="Tiles per model call.")] = 4,
     repeats: Annotated[int, typer.Option(help="Timed repetitions per frame size.")] = 30,
     stacks: Annotated[

@@ -45,7 +45,7 @@ def test_train_export_infer(tmp_path: Path) -> None:
         "cpu",
     )
     assert done.returncode == 0, done.stderr
-    assert "best validation foreground IoU" in done.stdout
+    assert "best frame-mean validation foreground IoU" in done.stdout
     model = tmp_path / "model.onnx"
     done = run_cli("ernet-export", tmp_path / "run" / "best.pt", "-o", model)
     assert done.returncode == 0, done.stderr

@@ -146,7 +146,7 @@ def train(
         **schedule,
     )
     result = run_training(cfg, quiet=quiet)
-    print(f"best validation foreground IoU {result['best_score']:.4f}; checkpoints in {out}")
+    print(f"best frame-mean validation foreground IoU {result['best_score']:.4f}; checkpoints in {out}")
 
 
 @simulate_app.command()

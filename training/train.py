@@ -233,7 +233,7 @@ def train(cfg: TrainConfig, quiet: bool = False) -> dict[str, Any]:
                 for k in metrics
                 if k.startswith(("iou_", "dice_")) and "background" not in k
             )
-            + f", {metrics['seconds']:.1f} s"
+            + f", frame-mean foreground IoU {metrics['mean_iou_foreground']:.3f}, {metrics['seconds']:.1f} s"
             + (" (best)" if is_best else "")
         )
     return {"best_score": best, "history": history, "out": str(cfg.out)}

@@ -17,7 +17,7 @@ from ..postprocess import ProbabilityFormat
 from ..progress import progress
 from ..segmenter import Segmenter
 from ..spec import Provider, RunSpec
-from .policy import Failures, command, typer_app
+from .policy import OVERLAP_HELP, TILE_HELP, Failures, command, typer_app
 
 app = typer_app(extra="analysis")
 FIGURES_HELP = "also draw <stem>_graph_NNNN.png per frame and, for stacks, <stem>_metrics.png over time."
@@ -123,15 +123,11 @@ def infer(
     ] = None,
     tile: Annotated[
         int | None,
-        typer.Option(
-            min=1,
-            help="Tile size; default: on the CPU whole frames (or the largest tiles the memory allows), "
-            "else the model's training crop.",
-        ),
+        typer.Option(min=1, help=TILE_HELP),
     ] = None,
     overlap: Annotated[
         int | None,
-        typer.Option(min=0, help="Tile overlap in pixels; default: a quarter of the training crop."),
+        typer.Option(min=0, help=OVERLAP_HELP),
     ] = None,
     batch: Annotated[int, typer.Option(min=1, help="Tiles per model call.")] = 4,
     threads: Annotated[

@@ -36,6 +36,13 @@ EXTRAS = {
     "bioimageio": ("bioimageio",),
 }
 
+#: The help of every command's --tile and --overlap: the run spec's tiling policy.
+TILE_HELP = (
+    "Tile size; default: on the CPU whole frames (or the largest tiles the memory allows), "
+    "else the model's training crop."
+)
+OVERLAP_HELP = "Tile overlap in pixels; default: a quarter of the training crop."
+
 P = ParamSpec("P")
 R = TypeVar("R")
 

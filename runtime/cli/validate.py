@@ -21,7 +21,7 @@ from ..evaluation.validate import (
 from ..io import atomic_output, labelled_pairs
 from ..segmenter import Segmenter
 from ..spec import Provider, RunSpec
-from .policy import command, typer_app
+from .policy import OVERLAP_HELP, TILE_HELP, command, typer_app
 
 app = typer_app(extra="analysis")
 
@@ -47,10 +47,8 @@ def validate(
         Path | None, typer.Option("--model", "-m", help="ONNX model; default: the embedded one.")
     ] = None,
     provider: Annotated[Provider, typer.Option(help="Execution provider, as for ernet-infer.")] = "auto",
-    tile: Annotated[int | None, typer.Option(help="Tile size; default: the model's training crop.")] = None,
-    overlap: Annotated[
-        int | None, typer.Option(help="Tile overlap in pixels; default: a quarter of the tile.")
-    ] = None,
+    tile: Annotated[int | None, typer.Option(min=1, help=TILE_HELP)] = None,
+    overlap: Annotated[int | None, typer.Option(min=0, help=OVERLAP_HELP)] = None,
     predictions: Annotated[
         Path | None,
         typer.Option(help="Score the masks ernet-infer wrote to this folder instead of running a model."),
