@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from .errors import ModelError, first_line
+from .errors import ModelError, OutputError, first_line
 from .io.files import atomic_output, file_sha256
 from .preprocess import Normalization
 
@@ -54,7 +54,7 @@ def open_package(path: Path, cache: Path) -> tuple[Path, Normalization]:
                 try:
                     with atomic_output(target) as tmp:
                         tmp.write_bytes(archive.read(source))
-                except OSError as exc:
+                except (OSError, OutputError) as exc:
                     raise ModelError(
                         f"{path}: cannot extract its weights under {cache} ({first_line(exc)}); "
                         "set $ERNET_CACHE"
