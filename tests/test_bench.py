@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import TINY_OPTIONS, run_cli
@@ -143,3 +144,26 @@ def test_original_method_matches_onnx_on_the_same_weights(
     labels = original(large)
     assert labels.shape == large.shape and set(np.unique(labels)) <= {0, 1}
     assert (labels == whole.segment(large)).mean() > 0.8  # close to tiled ONNX, not equal
+
+
+def test_speckle_counts_pieces_far_from_the_labels_and_size_filters_drop_small_ones() -> None:
+    pytest.importorskip("scipy")
+    from ernet.benchmarks.speckle import speckle, without_small_objects
+
+    truth = np.zeros((100, 100), bool)
+    truth[10:20, 10:60] = True
+    prediction = truth.copy()
+    prediction[80:83, 80:83] = True  # 9 px, 60 px away from the labels
+    prediction[22:24, 30:32] = True  # 4 px, 2 px away: near
+    assert speckle(prediction, truth, 20) == (1, 9 / prediction.sum())
+    kept = without_small_objects(prediction, 10)
+    assert kept.sum() == truth.sum() and speckle(kept, truth, 20) == (0, 0.0)
+    assert np.array_equal(without_small_objects(prediction, 0), prediction)
+
+
+def test_the_empty_frames_hold_no_structure() -> None:
+    from ernet.benchmarks.background import empty_frames
+
+    frames = empty_frames(side=64)
+    assert len(frames) == 6 and all(f.shape == (64, 64) for f in frames.values())
+    assert frames["constant"].std() == 0 and frames["Poisson 100"].mean() == pytest.approx(100, rel=0.05)
