@@ -329,10 +329,11 @@ def write_package(
     metadata = read_onnx_metadata(onnx_path)
     model = onnx.load(onnx_path)
     opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
-    if metadata.contract.normalization.noise_floor:
+    floor = metadata.contract.normalization.noise_floor
+    if floor:
         echo(
-            f"note: the model's noise floor ({metadata.contract.normalization.noise_floor:g} noise levels) has no "
-            "bioimage.io operation: the package's preprocessing leaves it out"
+            f"note: the model's noise floor ({floor:g} noise levels) has no bioimage.io operation: "
+            "the package's preprocessing leaves it out"
         )
     frame = sample_frame(metadata.contract.tiles.multiple_of)
     with Segmenter(RunSpec(onnx_path, "cpu", tile=frame.shape[0])) as seg:  # one tile: the whole frame

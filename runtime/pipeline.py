@@ -17,7 +17,7 @@ from typing import Any, Literal, TypeVar
 from .analysis import AnalysisOptions, MetricsRecorder
 from .errors import InputError
 from .io import Source, Writer, input_stem, open_writer
-from .postprocess import ProbabilityFormat, overlay
+from .postprocess import ProbabilityFormat, overlay, without_small_pieces
 from .preprocess import stack_range
 from .resources import available_memory
 from .segmenter import Segmenter
@@ -79,6 +79,7 @@ def segment_image(
     figures: bool = False,
     advance: Callable[[int], None] = lambda n: None,
     check_memory: bool = True,
+    min_object_size: int = 0,
 ) -> Timings:
     """Segment every frame of ``source`` into ``outputs``, in bounded memory.
 
@@ -89,7 +90,9 @@ def segment_image(
     (``analysis`` options; by default the model's network classes and the pixel size
     of the input), with ``figures`` also a graph PNG per frame and a time series.
     Frames that would need more memory than is available are refused before any is
-    read, unless ``check_memory`` is False. Returns where the time went.
+    read, unless ``check_memory`` is False. With ``min_object_size``, foreground pieces
+    smaller than it are background in masks, overlays and metrics (probabilities stay
+    the model's). Returns where the time went.
     """
     timings = Timings()
     if check_memory:
@@ -102,6 +105,7 @@ def segment_image(
         **segmenter.describe(source.frame_shape),
         "normalized_over": normalize_over,
         "value_range": value_range,
+        "min_object_size": min_object_size,
     }
     lead_axes, lead_shape = source.axes[:-2], source.shape[:-2]
     height, width = source.frame_shape
@@ -131,14 +135,15 @@ def segment_image(
         recorder = _recorder(segmenter, source, outputs, analysis, figures)
         fmt = outputs.probability_format if probabilities else None
         for normalized, prediction in _timed(segmenter.stream(source.frames(), value_range, fmt), timings):
-            masks.write(prediction.labels)
+            labels = without_small_pieces(prediction.labels, min_object_size)
+            masks.write(labels)
             if probabilities and prediction.probabilities is not None:
                 probabilities.write(prediction.probabilities)
             if overlays:
-                overlays.write(overlay(normalized[0], prediction.labels))
+                overlays.write(overlay(normalized[0], labels))
             if recorder:
                 start = time.perf_counter()
-                recorder.add(prediction.labels)
+                recorder.add(labels)
                 timings.analysis += time.perf_counter() - start
             advance(1)
     if recorder:  # after every image output is in place

@@ -26,6 +26,21 @@ def class_ids(logits: np.ndarray) -> np.ndarray:
     return logits.argmax(axis=0)
 
 
+def without_small_pieces(labels: np.ndarray, min_size: int) -> np.ndarray:
+    """``labels`` with every 8-connected piece of foreground (any class but 0) smaller than
+    ``min_size`` pixels set to background; needs scipy (extra ``analysis``)."""
+    if min_size <= 1:
+        return labels
+    from scipy import ndimage
+
+    pieces, _ = ndimage.label(labels != 0, structure=np.ones((3, 3), bool))
+    small = np.bincount(pieces.ravel()) < min_size
+    small[0] = False
+    out = labels.copy()
+    out[small[pieces]] = 0
+    return out
+
+
 def softmax(logits: np.ndarray) -> np.ndarray:
     """Softmax over the class axis (0) of K x ... float32 logits."""
     shifted = np.exp(logits - logits.max(axis=0, keepdims=True))

@@ -174,3 +174,35 @@ def test_a_cgroup_limit_bounds_the_memory_available(tmp_path: Path, monkeypatch:
     assert resources.available_memory() == 3 << 28  # 1 GiB limit less 256 MiB used, below MemAvailable
     limit.write_text("max\n")
     assert resources.available_memory() == resources._meminfo_available()
+
+
+def test_small_pieces_are_dropped_from_masks_and_overlays_not_probabilities(
+    stack: Path, tiny_onnx: Path, tmp_path: Path
+) -> None:
+    pytest.importorskip("scipy")
+    from ernet.runtime.postprocess import without_small_pieces
+
+    labels = np.zeros((20, 20), np.uint8)
+    labels[2:10, 2:10] = 1  # 64 px
+    labels[15:17, 15:17] = 2  # 4 px
+    labels[12, 3] = 1  # 1 px, diagonal neighbours count as connected: alone here
+    kept = without_small_pieces(labels, 5)
+    assert kept.sum() == 64 and kept[15, 15] == 0 and kept[12, 3] == 0
+    assert without_small_pieces(labels, 0) is labels
+    out = {}
+    for size in ("0", "50", "100000"):
+        done = run_cli(
+            "ernet-infer", stack, "--model", tiny_onnx, "--provider", "cpu", "-q", "-o", tmp_path / size,
+            "--min-object-size", size, "--probabilities", "uint8",
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        out[size] = (
+            tifffile.imread(tmp_path / size / "cells_mask.tif"),
+            tifffile.imread(tmp_path / size / "cells_probabilities.tif"),
+        )
+    (mask, probabilities), (filtered, same_probabilities) = out["0"], out["50"]
+    assert np.array_equal(probabilities, same_probabilities)
+    frames, kept_frames = mask.reshape(-1, *mask.shape[-2:]), filtered.reshape(-1, *mask.shape[-2:])
+    for frame, kept_frame in zip(frames, kept_frames, strict=True):
+        assert np.array_equal(without_small_pieces(frame, 50), kept_frame)
+    assert not out["100000"][0].any()  # larger than any piece: all background

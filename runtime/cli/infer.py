@@ -171,6 +171,15 @@ def infer(
         float | None, typer.Option(help="Pixel side in µm for --metrics; default: from the file.")
     ] = None,
     figures: Annotated[bool, typer.Option(help="With --metrics: " + FIGURES_HELP)] = False,
+    min_object_size: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Drop foreground pieces under this many pixels from masks, overlays and --metrics "
+            f"(extra 'analysis'); 0: keep all (--metrics still drops those under "
+            f"{AnalysisOptions.min_object_size} px).",
+        ),
+    ] = 0,
     overwrite: Annotated[bool, typer.Option(help="Replace existing outputs.")] = False,
     memory_check: Annotated[
         bool, typer.Option(help="Refuse frames that need more memory than is available.")
@@ -196,7 +205,7 @@ def infer(
         metrics=metrics,
         overwrite=overwrite,
     )
-    if metrics:
+    if metrics or min_object_size > 1:
         require_analysis_libraries(figures)
     spec = RunSpec(model, provider, fallback, threads, tile, overlap, batch, fp16, engine, rebuild_engine)
     segmenter = Segmenter(spec, warmup=False)
@@ -208,6 +217,9 @@ def infer(
             f" ({segmenter.plan.summary()})",
             file=sys.stderr,
         )
+    analysis = AnalysisOptions(
+        pixel_size=pixel_size, min_object_size=min_object_size or AnalysisOptions.min_object_size
+    )
     frames = pixels = 0
     timings = Timings()
     start = time.perf_counter()
@@ -220,10 +232,11 @@ def infer(
                     image,
                     plan,
                     normalize_over=normalize,
-                    analysis=AnalysisOptions(pixel_size=pixel_size),
+                    analysis=analysis,
                     figures=figures,
                     advance=advance,
                     check_memory=memory_check,
+                    min_object_size=min_object_size,
                 )
             timings.add(spent)
             frames += image.n_frames
