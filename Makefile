@@ -34,7 +34,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-test: typecheck
+test: lint
 	$(BIN)/python -m pytest -m "not slow"
 
 test-all: $(STAMP)
@@ -94,6 +94,7 @@ typecheck: $(STAMP)
 
 lint: typecheck
 	$(BIN)/ruff check runtime training export benchmarks tests examples tools
+	$(BIN)/ruff format --check runtime training export benchmarks tests examples tools
 
 clean:
 	rm -rf $(BUILD)
