@@ -19,27 +19,14 @@ from scipy import ndimage
 from ernet.runtime import RunSpec, Segmenter
 from ernet.runtime.evaluation import REAL_DATA, labelled_frames
 from ernet.runtime.evaluation.scores import foreground_scores
-
-#: 8-connectivity, as the network analysis uses.
-EIGHT = np.ones((3, 3), bool)
-
-
-def without_small_objects(mask: np.ndarray, min_size: int) -> np.ndarray:
-    """``mask`` (bool) without its 8-connected pieces of fewer than ``min_size`` pixels."""
-    if min_size <= 1:
-        return mask
-    pieces, _ = ndimage.label(mask, structure=EIGHT)
-    sizes = np.bincount(pieces.ravel())
-    keep = sizes >= min_size
-    keep[0] = False
-    return keep[pieces]
+from ernet.runtime.postprocess import EIGHT_CONNECTED, without_small_pieces
 
 
 def speckle(prediction: np.ndarray, truth: np.ndarray, distance: float) -> tuple[int, float]:
     """The predicted pieces lying more than ``distance`` px from every labelled pixel, and
     the share of predicted pixels they hold."""
     far = ndimage.distance_transform_edt(~truth) > distance
-    pieces, n = ndimage.label(prediction, structure=EIGHT)
+    pieces, n = ndimage.label(prediction, structure=EIGHT_CONNECTED)
     if n == 0:
         return 0, 0.0
     # a piece is speckle if no pixel of it is within reach of the labels
@@ -69,7 +56,7 @@ def main() -> None:
     for size in (int(s) for s in args.sizes.split(",")):
         rows = []
         for prediction, truth in zip(predictions, truths, strict=True):
-            kept = without_small_objects(prediction, size)
+            kept = without_small_pieces(prediction, size)
             rows.append((*speckle(kept, truth, args.distance), foreground_scores(kept, truth)["iou"]))
         pieces = " / ".join(str(r[0]) for r in rows)
         shares = " / ".join(f"{100 * r[1]:.1f} %" for r in rows)

@@ -26,6 +26,10 @@ def class_ids(logits: np.ndarray) -> np.ndarray:
     return logits.argmax(axis=0)
 
 
+#: Pixels touching by an edge or a corner are one piece (as the network analysis counts).
+EIGHT_CONNECTED = np.ones((3, 3), bool)
+
+
 def without_small_pieces(labels: np.ndarray, min_size: int) -> np.ndarray:
     """``labels`` with every 8-connected piece of foreground (any class but 0) smaller than
     ``min_size`` pixels set to background; needs scipy (extra ``analysis``)."""
@@ -33,7 +37,7 @@ def without_small_pieces(labels: np.ndarray, min_size: int) -> np.ndarray:
         return labels
     from scipy import ndimage
 
-    pieces, _ = ndimage.label(labels != 0, structure=np.ones((3, 3), bool))
+    pieces, _ = ndimage.label(labels != 0, structure=EIGHT_CONNECTED)
     small = np.bincount(pieces.ravel()) < min_size
     small[0] = False
     out = labels.copy()

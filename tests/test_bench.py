@@ -148,7 +148,8 @@ def test_original_method_matches_onnx_on_the_same_weights(
 
 def test_speckle_counts_pieces_far_from_the_labels_and_size_filters_drop_small_ones() -> None:
     pytest.importorskip("scipy")
-    from ernet.benchmarks.speckle import speckle, without_small_objects
+    from ernet.benchmarks.speckle import speckle
+    from ernet.runtime.postprocess import without_small_pieces as without_small_objects
 
     truth = np.zeros((100, 100), bool)
     truth[10:20, 10:60] = True
