@@ -47,3 +47,22 @@ def test_generator_keeps_its_graph() -> None:
     ends = np.rint(g.nodes[full.ravel()]).astype(int)
     inside = (ends >= 0).all(axis=1) & (ends[:, 0] < 256) & (ends[:, 1] < 256)
     assert frame.mask[ends[inside, 0], ends[inside, 1]].mean() > 0.9
+
+
+def test_empty_fields_are_background_and_leave_other_stacks_alone() -> None:
+    from ernet.runtime.preprocess import noise_level
+
+    config = SyntheticConfig(height=128, width=128, empty_fields=0.5)
+    stacks = {seed: generate_stack(2, seed, config) for seed in range(12)}
+    empty = [seed for seed, frames in stacks.items() if not any(f.mask.any() for f in frames)]
+    assert 2 <= len(empty) <= 10  # about half
+    plain = SyntheticConfig(height=128, width=128)
+    for seed, frames in stacks.items():
+        if seed in empty:
+            for frame in frames:
+                assert frame.image.std() > 0 and noise_level(frame.image) > 0  # noise, not a blank
+                assert len(frame.graph.edges) == 0
+            assert not np.array_equal(frames[0].image, frames[1].image)  # fresh noise per frame
+        else:  # the same frames as without empty fields: emptiness has its own random stream
+            np.testing.assert_array_equal(frames[0].image, generate_stack(1, seed, plain)[0].image)
+    assert SyntheticConfig().empty_fields == 0

@@ -7,6 +7,10 @@ gives a polygonal network whose edges are bent into smooth curves, some removed
 (free ends). Tubules get their own brightness, junctions are brighter; a Gaussian
 PSF, haze, perinuclear glow, a field gradient, shot noise, read noise and offset
 follow, quantised to 8 or 16 bits. Everything is vectorised and seeded.
+
+A share of stacks (``empty_fields``) shows no cell at all: background, field gradient,
+dim out-of-focus cells and noise, labelled background throughout, so that a model
+learns that noise is not ER.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ class SyntheticConfig:
     gain: Range = (0.5, 3.0)  # counts per photon (shot noise)
     read_noise: Range = (1.0, 5.0)  # counts
     bit_depth: int = 8
+    empty_fields: float = 0.0  # probability that a stack has no cell in view (all background)
 
 
 @dataclass
@@ -110,7 +115,8 @@ def _smooth_field(rng: np.random.Generator, height: int, width: int, scale: floa
 
 def _soft_inside(relative_radius: np.ndarray, softness: float = 0.08) -> np.ndarray:
     """1 inside (radius < 1), 0 outside, with a smooth edge: out-of-focus cell bodies."""
-    return (1.0 / (1.0 + np.exp((relative_radius - 1.0) / softness))).astype(np.float32)
+    with np.errstate(over="ignore"):  # far outside: exp overflows to inf, the value to 0
+        return (1.0 / (1.0 + np.exp((relative_radius - 1.0) / softness))).astype(np.float32)
 
 
 def _distractor_cells(
@@ -244,6 +250,9 @@ def generate_stack(
 ) -> list[SyntheticFrame]:
     """``n_frames`` frames of one cell whose network moves by ``drift`` px per frame."""
     cfg = config or SyntheticConfig()
+    # Its own stream decides emptiness, so stacks with a cell stay those of empty_fields=0.
+    if np.random.default_rng((seed, 0xE)).random() < cfg.empty_fields:
+        return _empty_stack(n_frames, np.random.default_rng(seed), cfg)
     rng = np.random.default_rng(seed)
     h, w = cfg.height, cfg.width
     cell = _make_cell(rng, cfg)
@@ -282,14 +291,40 @@ def generate_stack(
         )
         expected = ndimage.gaussian_filter(tubules, psf) * signal * field + diffuse
         expected += nucleus * 4 * full_scale  # the perinuclear region saturates
-        counts = gain * rng.poisson(np.maximum(expected, 0) / gain) + rng.normal(0, read_noise, size=(h, w))
-        image = np.clip(np.rint(counts), 0, full_scale)
+        image = _expose(expected, gain, read_noise, rng, cfg.bit_depth)
         saturated = ndimage.binary_opening(expected >= full_scale, iterations=2)
         mask = (distance <= cell.width / 2) & inside & ~saturated & ~bright_zone
-        image = image.astype(np.uint8 if cfg.bit_depth <= 8 else np.uint16)
         frames.append(SyntheticFrame(image, mask.astype(np.uint8), drawn.graph(mask)))
         cell.points = cell.points + rng.normal(0.0, drift, size=cell.points.shape)
     return frames
+
+
+def _expose(
+    expected: np.ndarray, gain: float, read_noise: float, rng: np.random.Generator, bit_depth: int
+) -> np.ndarray:
+    """The camera: shot noise at ``gain`` counts per photon, Gaussian read noise, quantisation."""
+    photons = rng.poisson(np.maximum(expected, 0) / gain)
+    counts = gain * photons + rng.normal(0, read_noise, size=expected.shape)
+    image = np.clip(np.rint(counts), 0, float((1 << bit_depth) - 1))
+    return image.astype(np.uint8 if bit_depth <= 8 else np.uint16)
+
+
+def _empty_stack(n_frames: int, rng: np.random.Generator, cfg: SyntheticConfig) -> list[SyntheticFrame]:
+    """Frames with no cell in view: background, field gradient, out-of-focus cells, noise."""
+    h, w = cfg.height, cfg.width
+    counts_scale = float((1 << cfg.bit_depth) - 1) / 255.0
+    background = _draw(rng, cfg.background) * counts_scale
+    haze_level = _draw(rng, cfg.haze) * counts_scale
+    gain, read_noise = _draw(rng, cfg.gain) * counts_scale, _draw(rng, cfg.read_noise) * counts_scale
+    field = 0.6 + 0.8 * _smooth_field(rng, h, w, max(h, w) / 1.5)
+    distractors = _distractor_cells(rng, h, w, int(_draw(rng, cfg.distractors)), haze_level + background)
+    expected = ((distractors + background) * field).astype(np.float32)
+    empty = np.zeros((h, w), np.uint8)
+    graph = NetworkGraph(np.zeros((0, 2)), np.zeros((0, 2), np.int64), np.zeros(0), np.zeros(0))
+    return [
+        SyntheticFrame(_expose(expected, gain, read_noise, rng, cfg.bit_depth), empty.copy(), graph)
+        for _ in range(n_frames)
+    ]
 
 
 def generate(seed: int = 0, config: SyntheticConfig | None = None) -> SyntheticFrame:
