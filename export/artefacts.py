@@ -118,6 +118,7 @@ def export_all(
     real_data: Path | None = None,
     opset: int = 18,
     tile_size: int | None = None,
+    min_object_size: int | None = None,
     bioimageio: Path | None = None,
     overwrite: bool = False,
     echo: Callable[[str], None] = print,
@@ -133,8 +134,8 @@ def export_all(
     if unknown:
         raise ValueError(f"unknown variant {sorted(unknown)[0]!r}; choose from {', '.join(VARIANTS)}")
     from_onnx = checkpoint.suffix.lower() == ".onnx"
-    if from_onnx and tile_size is not None:
-        raise ValueError("--tile-size applies when exporting a checkpoint, not an ONNX model")
+    if from_onnx and (tile_size is not None or min_object_size is not None):
+        raise ValueError("--tile-size and --min-object-size apply to checkpoints, not to ONNX models")
     same_file = from_onnx and checkpoint.resolve() == output.resolve()
     for path in [output, *(variant_path(output, p) for p in variants)]:
         refuse_existing(path, overwrite or (same_file and path == output))
@@ -144,7 +145,12 @@ def export_all(
         _reference_from_onnx(checkpoint, output, echo)
     else:
         results: list[ParityResult] = export_checkpoint(
-            checkpoint, output, opset=opset, tile_size=tile_size, overwrite=overwrite
+            checkpoint,
+            output,
+            opset=opset,
+            tile_size=tile_size,
+            min_object_size=min_object_size,
+            overwrite=overwrite,
         )
         _save_json(
             report_path(output),

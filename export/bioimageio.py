@@ -48,8 +48,9 @@ from ernet.training.synthetic import SyntheticConfig, generate
 
 #: The bioimage.io model description format written.
 FORMAT_VERSION = "0.5.12"
-#: Side and generator seed of the sample frame behind the test tensors and the cover.
-SAMPLE_SIDE, SAMPLE_SEED = 256, 4242
+#: Side and first generator seed of the sample frame behind the test tensors and the cover,
+#: and how many seeds on to look for one on which a model's noise floor does not bind.
+SAMPLE_SIDE, SAMPLE_SEED, SAMPLE_SEEDS = 256, 4242, 64
 #: Each weights format and the devices bioimageio.core tests it on (for ONNX, the CPU
 #: provider alone: it would try every provider onnxruntime-gpu lists, noisily).
 TESTED_ON: tuple[tuple[Literal["onnx", "torchscript"], list[str]], ...] = (
@@ -104,8 +105,8 @@ def probabilities_graph(model: onnx.ModelProto) -> onnx.ModelProto:
 
 def preprocessing(normalization: Normalization) -> list[dict[str, Any]]:
     """Our normalisation as bioimage.io preprocessing operations (per sample); a noise
-    floor has no such operation and is left out (the test output, made with it, then
-    holds only where the floor does not bind on the sample frame: the package test says)."""
+    floor has no such operation and is left out (:func:`sample_frame` picks a test frame
+    on which it does not bind)."""
     if normalization.mode == "percentile":
         steps: list[dict[str, Any]] = [
             {
@@ -124,10 +125,23 @@ def preprocessing(normalization: Normalization) -> list[dict[str, Any]]:
     return steps
 
 
-def sample_frame(multiple_of: int) -> np.ndarray:
-    """The generated frame of the test tensors, float32 (what bioimage.io tools feed in)."""
+def sample_frame(multiple_of: int, normalization: Normalization) -> np.ndarray:
+    """The generated frame of the test tensors, float32 (what bioimage.io tools feed in):
+    the first from :data:`SAMPLE_SEED` on whose intensity range the ``normalization``'s
+    noise floor does not bind, so that the package's preprocessing, which leaves the floor
+    out, prepares it as our runtime does."""
     side = -(-SAMPLE_SIDE // multiple_of) * multiple_of
-    return generate(SAMPLE_SEED, SyntheticConfig(height=side, width=side)).image.astype(np.float32)
+    config = SyntheticConfig(height=side, width=side)
+    for seed in range(SAMPLE_SEED, SAMPLE_SEED + SAMPLE_SEEDS):
+        frame = generate(seed, config).image.astype(np.float32)
+        if normalization.mode != "percentile" or normalization.value_range(
+            frame
+        ) == normalization.percentiles(frame):
+            return frame
+    raise PackageError(
+        f"no generated frame within {SAMPLE_SEEDS} seeds spans the model's noise floor of "
+        f"{normalization.noise_floor:g} noise levels: no test frame for the package"
+    )
 
 
 def torchscript_of(onnx_path: Path, metadata: ModelMetadata, checkpoint: Path | None) -> Any:
@@ -203,8 +217,27 @@ def model_card(metadata: ModelMetadata, source: Path, accuracy: str | None = Non
         f"- Input: {contract.in_channels} channel(s), any height and width"
         + (f" (multiples of {contract.tiles.multiple_of})" if contract.tiles.multiple_of > 1 else "")
         + f"; normalisation: {normalisation} (the package's preprocessing).",
+        *(
+            [
+                f"- Noise floor: our runtime widens each frame's range to at least {norm.noise_floor:g}"
+                " times its noise level (estimated from neighbouring pixels), so that noise is not"
+                " stretched into contrast. bioimage.io has no such operation: tools that run this"
+                " package stretch frames of noise alone to full contrast, and the model may then call"
+                " noise ER; `ernet-infer --model PACKAGE` applies the floor."
+            ]
+            if norm.noise_floor
+            else []
+        ),
         f"- Output: per-class probabilities (softmax), channels {', '.join(contract.class_names)};"
         " the class of a pixel is the channel of highest probability.",
+        *(
+            [
+                f"- Speckle: `ernet-infer` masks drop foreground pieces under {contract.min_object_size}"
+                " px (8-connected), the model's minimum object size; the probabilities here keep them."
+            ]
+            if contract.min_object_size
+            else []
+        ),
         f"- Made from `{source.name}` by ernet-export (package version {metadata.package_version}).",
         "",
         "## Training",
@@ -333,9 +366,9 @@ def write_package(
     if floor:
         echo(
             f"note: the model's noise floor ({floor:g} noise levels) has no bioimage.io operation: "
-            "the package's preprocessing leaves it out"
+            "the package's preprocessing leaves it out (ernet-infer --model PACKAGE applies it)"
         )
-    frame = sample_frame(metadata.contract.tiles.multiple_of)
+    frame = sample_frame(metadata.contract.tiles.multiple_of, metadata.contract.normalization)
     with Segmenter(RunSpec(onnx_path, "cpu", tile=frame.shape[0])) as seg:  # one tile: the whole frame
         prediction = seg.predict(frame, probabilities="float32")
     assert prediction.probabilities is not None

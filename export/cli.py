@@ -50,6 +50,15 @@ def export(
     tile_size: Annotated[
         int | None, typer.Option(help="Override the tile size recorded in the model.")
     ] = None,
+    min_object_size: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="Record the model's minimum object size: its masks drop foreground pieces under "
+            "this many pixels unless ernet-infer is told otherwise (0: keep all).",
+            show_default="the checkpoint's, 0 unless set",
+        ),
+    ] = None,
     bioimageio: Annotated[
         Path | None,
         typer.Option(
@@ -79,6 +88,7 @@ def export(
         real_data=real_data,
         opset=opset,
         tile_size=tile_size,
+        min_object_size=min_object_size,
         bioimageio=bioimageio,
         overwrite=overwrite,
     )

@@ -150,14 +150,18 @@ def export_checkpoint(
     *,
     opset: int = 18,
     tile_size: int | None = None,
+    min_object_size: int | None = None,
     overwrite: bool = False,
 ) -> list[ParityResult]:
-    """Export ``checkpoint`` to ``output``; the file appears only if parity holds."""
+    """Export ``checkpoint`` to ``output``; the file appears only if parity holds. A
+    ``tile_size`` or ``min_object_size`` given replaces the checkpoint's."""
     refuse_existing(output, overwrite)
     loaded = load_checkpoint(checkpoint)
     contract = loaded.metadata.contract
     if tile_size is not None:
         contract = replace(contract, tiles=replace(contract.tiles, size=tile_size))
+    if min_object_size is not None:
+        contract = replace(contract, min_object_size=min_object_size)
     metadata = replace(
         loaded.metadata,
         contract=contract,

@@ -1,7 +1,8 @@
 """The model contract: what the runtime needs to run any model, whatever its architecture.
 
 Input channels, the classes (in logit-channel order) and those that form the ER
-network, the intensity normalisation, and the tile constraints. Every artefact
+network, the intensity normalisation, the tile constraints, and the smallest
+foreground piece its masks keep. Every artefact
 carries it (ONNX metadata, engine manifest); the architecture that computes it is
 opaque here (:class:`~ernet.runtime.metadata.ArchitectureSpec`).
 """
@@ -64,10 +65,16 @@ class ModelContract:
     network_classes: tuple[int, ...] | None = None
     normalization: Normalization = field(default_factory=Normalization)
     tiles: TileSpec = field(default_factory=TileSpec)
+    #: Foreground pieces (8-connected) under this many pixels are the model's speckle:
+    #: masks leave them out unless asked otherwise; 0 keeps every piece. Chosen by
+    #: measurement and recorded at export (``ernet-export --min-object-size``).
+    min_object_size: int = 0
 
     def __post_init__(self) -> None:
         if self.in_channels < 1:
             raise ValueError("a model needs at least one input channel")
+        if self.min_object_size < 0:
+            raise ValueError(f"a minimum object size is a pixel count >= 0, got {self.min_object_size}")
         if len(self.class_names) < 2:
             raise ValueError(f"{len(self.class_names)} class names: a model needs background and a class")
         if self.network_classes is not None and not all(0 < k < self.n_classes for k in self.network_classes):

@@ -79,7 +79,7 @@ def segment_image(
     figures: bool = False,
     advance: Callable[[int], None] = lambda n: None,
     check_memory: bool = True,
-    min_object_size: int = 0,
+    min_object_size: int | None = None,
 ) -> Timings:
     """Segment every frame of ``source`` into ``outputs``, in bounded memory.
 
@@ -90,10 +90,12 @@ def segment_image(
     (``analysis`` options; by default the model's network classes and the pixel size
     of the input), with ``figures`` also a graph PNG per frame and a time series.
     Frames that would need more memory than is available are refused before any is
-    read, unless ``check_memory`` is False. With ``min_object_size``, foreground pieces
-    smaller than it are background in masks, overlays and metrics (probabilities stay
-    the model's). Returns where the time went.
+    read, unless ``check_memory`` is False. Foreground pieces smaller than
+    ``min_object_size`` (default: the model's) are background in masks, overlays and
+    metrics (probabilities stay the model's). Returns where the time went.
     """
+    if min_object_size is None:
+        min_object_size = segmenter.contract.min_object_size
     timings = Timings()
     if check_memory:
         _check_memory(segmenter, source, outputs)

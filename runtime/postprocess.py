@@ -32,7 +32,7 @@ EIGHT_CONNECTED = np.ones((3, 3), bool)
 
 def without_small_pieces(labels: np.ndarray, min_size: int) -> np.ndarray:
     """``labels`` with every 8-connected piece of foreground (any class but 0) smaller than
-    ``min_size`` pixels set to background; needs scipy (extra ``analysis``)."""
+    ``min_size`` pixels set to background."""
     if min_size <= 1:
         return labels
     from scipy import ndimage

@@ -89,7 +89,7 @@ def test_provider_choices_are_listed_and_checked() -> None:
     assert done.stderr.startswith("error: Invalid value for '--provider'") and "ort-tensorrt" in done.stderr
 
 
-@pytest.mark.parametrize("missing", ["scipy", "matplotlib"])
+@pytest.mark.parametrize("missing", ["matplotlib"])
 def test_missing_bench_extra_is_one_error_line(missing: str) -> None:
     code = (
         f"import sys; sys.modules[{missing!r}] = None; from ernet.benchmarks.cli import main; "
@@ -111,20 +111,13 @@ def test_flops_are_counted_from_the_onnx_graph(tiny_onnx: Path) -> None:
     assert onnx_flops_per_pixel(tiny_onnx) == ERNetConfig(**TINY_OPTIONS).flops_per_pixel
 
 
-def test_gemm_rate_agrees_with_a_matrix_product_timed_here() -> None:
-    import time
-
-    import numpy as np
-
+def test_gemm_rate_is_in_gflops() -> None:
     from ernet.benchmarks.ceiling import gemm_gflops
 
-    n = 384
-    a = np.random.default_rng(1).random((n, n), dtype=np.float32)
-    a @ a
-    best = min((lambda t: (a @ a, time.perf_counter() - t)[1])(time.perf_counter()) for _ in range(5))
-    here = 2 * n**3 / best / 1e9  # this process may use every core; the ceiling uses one
-    # A wrong FLOP count (n**2, a missing factor) or a rate in FLOP/s instead of GFLOP/s is off by far more.
-    assert here / 8 < gemm_gflops(threads=1, n=n, repeats=5) < here * 4
+    # One core of any machine this runs on does 1-5000 GFLOP/s in fp32, even shared with
+    # other work; a wrong FLOP count (n**2 instead of 2 n**3) or a rate in FLOP/s falls far
+    # outside. No comparison with a second timing: it would depend on the load.
+    assert 1 < gemm_gflops(threads=1, n=384, repeats=5) < 5000
 
 
 def test_original_method_matches_onnx_on_the_same_weights(
@@ -147,7 +140,6 @@ def test_original_method_matches_onnx_on_the_same_weights(
 
 
 def test_speckle_counts_pieces_far_from_the_labels_and_size_filters_drop_small_ones() -> None:
-    pytest.importorskip("scipy")
     from ernet.benchmarks.speckle import speckle
     from ernet.runtime.postprocess import without_small_pieces as without_small_objects
 

@@ -253,3 +253,42 @@ def test_a_package_on_native_tensorrt_is_refused_in_one_line(
         f"error: {exported[1]}: a bioimage.io package runs on ONNX Runtime; for native TensorRT give the "
         "ONNX model it was made from"
     ]
+
+
+def test_a_model_with_a_noise_floor_packages_on_a_frame_the_floor_leaves_alone(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from bioimageio.core import test_model
+
+    from ernet.export.bioimageio import sample_frame, write_package
+    from ernet.export.exporter import export_checkpoint
+    from ernet.runtime import ModelMetadata, Normalization
+    from ernet.runtime.preprocess import noise_level
+    from ernet.training.checkpoint import save_checkpoint
+    from ernet.training.models.ernet import ERNet, ERNetConfig
+
+    from conftest import TINY_OPTIONS
+
+    floored = Normalization(noise_floor=30)
+    plain_frame, floored_frame = sample_frame(1, Normalization()), sample_frame(1, floored)
+    lo, hi = Normalization().percentiles(plain_frame)
+    assert hi - lo < 30 * noise_level(plain_frame)  # the floor would bind on the usual frame
+    lo, hi = floored.percentiles(floored_frame)
+    assert hi - lo >= 30 * noise_level(floored_frame)  # not on the one chosen
+    config = ERNetConfig(**TINY_OPTIONS)
+    contract = replace(config.contract(64), normalization=floored)
+    checkpoint = tmp_path / "floored.pt"
+    save_checkpoint(checkpoint, ERNet(config), ModelMetadata(contract, config.architecture()), epoch=0)
+    export_checkpoint(checkpoint, tmp_path / "floored.onnx", min_object_size=64)
+    notes: list[str] = []
+    write_package(
+        tmp_path / "floored.onnx", tmp_path / "floored.zip", checkpoint=checkpoint, echo=notes.append
+    )
+    assert any("noise floor (30 noise levels) has no bioimage.io operation" in n for n in notes)
+    with zipfile.ZipFile(tmp_path / "floored.zip") as archive:
+        card = archive.read("README.md").decode()
+        packaged_input = np.load(io.BytesIO(archive.read("test_input.npy")))
+    assert "at least 30 times its noise level" in card and "pieces under 64 px" in card
+    np.testing.assert_array_equal(packaged_input[0, 0], floored_frame)
+    summary = test_model(tmp_path / "floored.zip", weight_format="onnx", devices=["CPUExecutionProvider"])
+    assert summary.status == "passed"

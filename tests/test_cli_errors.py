@@ -375,9 +375,7 @@ def test_missing_argument_is_one_usage_line(tmp_path: Path) -> None:
 
 MISSING_EXTRAS = [
     ("ernet.training.cli", "train_main", "ernet-train", "torch", "train", ["data"]),
-    ("ernet.training.cli", "simulate_main", "ernet-simulate", "scipy", "train", ["out"]),
     ("ernet.export.cli", "main", "ernet-export", "onnx", "export", ["model.pt"]),
-    ("ernet.runtime.cli.validate", "main", "ernet-validate", "scipy", "analysis", ["pairs"]),
     ("ernet.runtime.cli.analyze", "main", "ernet-analyze", "skan", "analysis", ["a_mask.tif"]),
 ]
 
@@ -514,21 +512,33 @@ def test_out_of_range_numbers_are_usage_errors_naming_the_option(
     assert_one_error_line(done, f"Invalid value for '{option}'", "(see ernet-infer --help)")
 
 
-def test_a_missing_base_dependency_is_not_blamed_on_an_extra(tmp_path: Path) -> None:
+BASE_DEPENDENCIES = [
+    ("ernet.runtime.cli.infer", "main", "ernet-infer", "onnxruntime", ["f.tif"]),
+    ("ernet.training.cli", "simulate_main", "ernet-simulate", "scipy", ["out"]),
+    ("ernet.runtime.cli.validate", "main", "ernet-validate", "scipy", ["pairs"]),
+]
+
+
+@pytest.mark.parametrize(("module", "entry", "program", "missing", "args"), BASE_DEPENDENCIES)
+def test_a_missing_base_dependency_is_not_blamed_on_an_extra(
+    module: str, entry: str, program: str, missing: str, args: list[str], tmp_path: Path
+) -> None:
     import subprocess
     import sys
 
     code = (
-        "import sys; sys.modules['onnxruntime'] = None\n"
-        "from ernet.runtime.cli.infer import main\n"
-        "sys.argv = ['ernet-infer', *sys.argv[1:]]; main()"
+        f"import sys; sys.modules[{missing!r}] = None\n"
+        f"from {module} import {entry}\n"
+        f"sys.argv = [{program!r}, *sys.argv[1:]]; {entry}()"
     )
     tifffile.imwrite(tmp_path / "f.tif", np.zeros((16, 16), np.uint8))
-    done = subprocess.run([sys.executable, "-c", code, "f.tif"], capture_output=True, text=True, cwd=tmp_path)
-    assert done.returncode == 1
-    assert done.stderr.splitlines() == [
-        "error: onnxruntime is not installed, though ernet needs it: reinstall ernet"
-    ]
+    (tmp_path / "pairs").mkdir()
+    tifffile.imwrite(tmp_path / "pairs" / "a_image.tif", np.arange(64 * 64, dtype=np.uint16).reshape(64, 64))
+    tifffile.imwrite(tmp_path / "pairs" / "a_mask.tif", np.eye(64, dtype=np.uint8))
+    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 1, done.stderr
+    message = f"error: {missing} is not installed, though ernet needs it: reinstall ernet"
+    assert done.stderr.splitlines() == [message]
 
 
 def test_the_extras_named_are_the_package_s() -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pytest
 import tifffile
 
 from ernet.runtime import DEFAULT_MODEL, Segmenter
@@ -58,7 +57,6 @@ def test_background_only_tiles_stay_dark() -> None:
 
 
 def test_default_model_on_the_real_frames(real_data: Path) -> None:
-    pytest.importorskip("scipy")
     from ernet.runtime.evaluation import foreground_scores
     from ernet.runtime.evaluation.validate import local_threshold
     from ernet.runtime.io import labelled_pairs, open_image

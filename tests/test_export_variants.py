@@ -174,7 +174,7 @@ def test_variants_of_an_exported_model_without_its_checkpoint(tmp_path: Path) ->
     assert read_onnx_metadata(fp16).provenance["reference_onnx_sha256"] == file_sha256(DEFAULT_MODEL)
     with pytest.raises(ModelError, match="an fp16 model; variants derive from an fp32 model"):
         export_all(fp16, tmp_path / "again.onnx", variants=("fp16",), engine=False)
-    with pytest.raises(ValueError, match="--tile-size applies when exporting a checkpoint"):
+    with pytest.raises(ValueError, match="--tile-size and --min-object-size apply to checkpoints"):
         export_all(DEFAULT_MODEL, tmp_path / "t.onnx", tile_size=128, engine=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "default.fp16.onnx",

@@ -179,7 +179,6 @@ def test_a_cgroup_limit_bounds_the_memory_available(tmp_path: Path, monkeypatch:
 def test_small_pieces_are_dropped_from_masks_and_overlays_not_probabilities(
     stack: Path, tiny_onnx: Path, tmp_path: Path
 ) -> None:
-    pytest.importorskip("scipy")
     from ernet.runtime.postprocess import without_small_pieces
 
     labels = np.zeros((20, 20), np.uint8)
@@ -206,3 +205,35 @@ def test_small_pieces_are_dropped_from_masks_and_overlays_not_probabilities(
     for frame, kept_frame in zip(frames, kept_frames, strict=True):
         assert np.array_equal(without_small_pieces(frame, 50), kept_frame)
     assert not out["100000"][0].any()  # larger than any piece: all background
+
+
+def test_the_model_s_minimum_object_size_is_the_default(
+    stack: Path, tiny_checkpoint: Path, tiny_onnx: Path, tmp_path: Path
+) -> None:
+    from ernet.export.exporter import export_checkpoint
+    from ernet.runtime.backends import read_onnx_metadata
+    from ernet.runtime.postprocess import without_small_pieces
+
+    SIZE = 100_000  # noqa: N806
+    recorded = tmp_path / "speckle.onnx"
+    export_checkpoint(tiny_checkpoint, recorded, min_object_size=SIZE)
+    assert read_onnx_metadata(recorded).contract.min_object_size == SIZE
+    assert read_onnx_metadata(tiny_onnx).contract.min_object_size == 0  # nothing recorded: keep all
+    masks = {}
+    for name, model, flags in (
+        ("raw", tiny_onnx, []),
+        ("default", recorded, []),
+        ("kept", recorded, ["--min-object-size", "0"]),
+    ):
+        done = run_cli(
+            "ernet-infer", stack, "--model", model, "--provider", "cpu", "-q", "-o", tmp_path / name, *flags
+        )
+        assert done.returncode == 0, done.stderr
+        masks[name] = tifffile.imread(tmp_path / name / "cells_mask.tif")
+    raw = masks["raw"].reshape(-1, *masks["raw"].shape[-2:])
+    expected = np.stack([without_small_pieces(frame, SIZE) for frame in raw]).reshape(masks["raw"].shape)
+    assert masks["raw"].any() and not expected.any()  # larger than any piece: all dropped
+    assert np.array_equal(masks["default"], expected)
+    assert np.array_equal(masks["kept"], masks["raw"])
+    with tifffile.TiffFile(tmp_path / "default" / "cells_mask.tif") as tif:
+        assert json.loads(tif.imagej_metadata["Info"])["min_object_size"] == SIZE

@@ -388,7 +388,6 @@ def test_native_engine_matches_onnx_runtime(tiny_onnx: Path, tmp_path: Path) -> 
 def test_fp16_engine_agrees_with_fp32_on_generated_frames(tmp_path: Path) -> None:
     """On a GPU: the fp16 graph runs in fp16 arithmetic, which the CPU check cannot do."""
     onnx = pytest.importorskip("onnx")
-    pytest.importorskip("scipy")
     from ernet.export.precision import to_fp16, variant_metadata, with_metadata
     from ernet.export.verify import MIN_FP16_AGREEMENT, generated_frames
     from ernet.runtime import DEFAULT_MODEL

@@ -9,8 +9,6 @@ import numpy as np
 import pytest
 import tifffile
 
-pytest.importorskip("scipy")
-
 from ernet.runtime.errors import InputError  # noqa: E402
 from ernet.runtime.evaluation import foreground_scores  # noqa: E402
 from ernet.runtime.evaluation.validate import local_threshold  # noqa: E402

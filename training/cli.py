@@ -15,7 +15,7 @@ from ernet.runtime.preprocess import Normalization
 from .presets import PRESETS, PresetName
 
 train_app = typer_app(extra="train")
-simulate_app = typer_app(extra="train")
+simulate_app = typer_app()
 #: ERNet's hyper-parameters behind the short options of ``ernet-train``.
 ERNET_OPTIONS = {
     "features": "n_feats",
@@ -158,6 +158,12 @@ def simulate(
     size: Annotated[str, typer.Option(help="HEIGHTxWIDTH.")] = "256x256",
     bit_depth: Annotated[int, typer.Option(help="8 or 16.")] = 8,
     seed: Annotated[int, typer.Option(help="Seed of the generator; the same seed, the same frames.")] = 0,
+    empty_fraction: Annotated[
+        float,
+        typer.Option(
+            min=0.0, max=1.0, help="Share of stacks with no cell in view (background and noise, no ER)."
+        ),
+    ] = 0.0,
 ) -> None:
     """Generate synthetic ER frames with exact labels: NAME_image.tif + NAME_mask.tif."""
     import numpy as np
@@ -171,7 +177,7 @@ def simulate(
         height, width = (int(v) for v in size.lower().split("x"))
     except ValueError:
         raise ValueError(f"--size {size!r}: expected HEIGHTxWIDTH, e.g. 512x512") from None
-    cfg = SyntheticConfig(height=height, width=width, bit_depth=bit_depth)
+    cfg = SyntheticConfig(height=height, width=width, bit_depth=bit_depth, empty_fields=empty_fraction)
     out.mkdir(parents=True, exist_ok=True)
     axes = "TYX" if frames > 1 else "YX"
     for i in range(count):

@@ -172,14 +172,14 @@ def infer(
     ] = None,
     figures: Annotated[bool, typer.Option(help="With --metrics: " + FIGURES_HELP)] = False,
     min_object_size: Annotated[
-        int,
+        int | None,
         typer.Option(
             min=0,
-            help="Drop foreground pieces under this many pixels from masks, overlays and --metrics "
-            f"(extra 'analysis'); 0: keep all (--metrics still drops those under "
-            f"{AnalysisOptions.min_object_size} px).",
+            help="Drop foreground pieces under this many pixels from masks, overlays and --metrics; "
+            f"0: keep all (--metrics still drops those under {AnalysisOptions.min_object_size} px).",
+            show_default="the model's (embedded default: README, Background and noise)",
         ),
-    ] = 0,
+    ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace existing outputs.")] = False,
     memory_check: Annotated[
         bool, typer.Option(help="Refuse frames that need more memory than is available.")
@@ -205,7 +205,7 @@ def infer(
         metrics=metrics,
         overwrite=overwrite,
     )
-    if metrics or min_object_size > 1:
+    if metrics:
         require_analysis_libraries(figures)
     spec = RunSpec(model, provider, fallback, threads, tile, overlap, batch, fp16, engine, rebuild_engine)
     segmenter = Segmenter(spec, warmup=False)
@@ -217,6 +217,8 @@ def infer(
             f" ({segmenter.plan.summary()})",
             file=sys.stderr,
         )
+    if min_object_size is None:
+        min_object_size = segmenter.contract.min_object_size
     analysis = AnalysisOptions(
         pixel_size=pixel_size, min_object_size=min_object_size or AnalysisOptions.min_object_size
     )

@@ -29,10 +29,10 @@ REPORTED = (ErnetError, ValueError, OSError, RuntimeError, MemoryError)
 
 #: The modules each package extra brings (pyproject.toml's optional dependencies).
 EXTRAS = {
-    "train": ("torch", "scipy"),
+    "train": ("torch",),
     "export": ("torch", "onnx", "onnxscript"),
-    "analysis": ("skimage", "skan", "networkx", "scipy", "matplotlib"),
-    "bench": ("scipy", "matplotlib"),
+    "analysis": ("skimage", "skan", "networkx", "matplotlib"),
+    "bench": ("matplotlib",),
     "bioimageio": ("bioimageio",),
 }
 

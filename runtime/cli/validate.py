@@ -23,7 +23,7 @@ from ..segmenter import Segmenter
 from ..spec import Provider, RunSpec
 from .policy import OVERLAP_HELP, TILE_HELP, command, typer_app
 
-app = typer_app(extra="analysis")
+app = typer_app()
 
 
 def _line(row: dict[str, Any]) -> str:

@@ -3,7 +3,7 @@
 Each ``NAME_image`` / ``NAME_mask`` pair (a frame or a stack) is segmented through
 the runtime exactly as ``ernet-infer`` does (or its ``ernet-infer`` masks are read),
 and the foreground is scored over all of its frames. The baseline is a local
-threshold (needs scipy, from the ``analysis`` extra).
+threshold (scipy).
 """
 
 from __future__ import annotations
