@@ -2,7 +2,8 @@
 
 ``python -m ernet.benchmarks.seams [DATA]`` runs a model on real labelled frames
 (default ``../shared/data/er-real``) and on generated frames, whole and tiled at
-several overlaps, and reports per overlap:
+several overlaps, and reports per overlap (on the model's own labels: no minimum
+object size):
 
 - tile mismatch: the fraction of pixels shared by neighbouring tiles where the two
   tiles' own argmax disagree (what blending has to reconcile);
@@ -186,7 +187,7 @@ def main(
     out: Annotated[Path | None, typer.Option(help="Write the Markdown table here.")] = None,
 ) -> None:
     """Measure tile seams and tiled-vs-whole agreement at several overlaps."""
-    spec = RunSpec(model, "cpu", tile=tile)
+    spec = RunSpec(model, "cpu", tile=tile, min_object_size=0)
     segmenters = {overlap: Segmenter(replace(spec, overlap=overlap)) for overlap in OVERLAPS}
     seg = segmenters[OVERLAPS[0]]
     sets: dict[str, list[list[dict[str, Any]]]] = {"real": [], "generated": []}

@@ -4,8 +4,7 @@
 labelled real frames as ``ernet-infer`` does by default and, for each minimum object
 size (predicted pieces, 8-connected, smaller than it dropped), reports per frame: the
 pieces lying more than ``--distance`` px (default 20) from every labelled ER pixel, the
-share of predicted ER they hold, and the foreground IoU against the labels. Needs the
-``bench`` extra (scipy).
+share of predicted ER they hold, and the foreground IoU against the labels.
 """
 
 from __future__ import annotations
@@ -47,7 +46,7 @@ def main() -> None:
     real = labelled_frames(args.real_data, "real")
     if real is None:
         raise SystemExit(f"error: {args.real_data}: no labelled frames")
-    with Segmenter(RunSpec(args.model, "cpu")) as seg:
+    with Segmenter(RunSpec(args.model, "cpu", min_object_size=0)) as seg:
         predictions = [seg.segment(f) != 0 for f in real.frames]
     truths = [t != 0 for t in real.labels]
     far = f"far pieces (> {args.distance:g} px) per frame"

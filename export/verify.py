@@ -141,7 +141,10 @@ def check_variant(
     reference: Path, variant: Path, precision: str, datasets: list[LabelledFrames], artefact: str
 ) -> VariantReport:
     """Compare ``variant`` with ``reference`` on ``datasets`` and apply the precision's gate."""
-    with Segmenter(RunSpec(reference, "cpu")) as ref, Segmenter(RunSpec(variant, "cpu")) as var:
+    with (
+        Segmenter(RunSpec(reference, "cpu", min_object_size=0)) as ref,
+        Segmenter(RunSpec(variant, "cpu", min_object_size=0)) as var,
+    ):
         comparisons = [compare(ref, var, data) for data in datasets]
         latency = {"reference": batch_latency(ref), "variant": batch_latency(var)}
     notes = []

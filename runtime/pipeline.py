@@ -17,7 +17,7 @@ from typing import Any, Literal, TypeVar
 from .analysis import AnalysisOptions, MetricsRecorder
 from .errors import InputError
 from .io import Source, Writer, input_stem, open_writer
-from .postprocess import ProbabilityFormat, overlay, without_small_pieces
+from .postprocess import ProbabilityFormat, overlay
 from .preprocess import stack_range
 from .resources import available_memory
 from .segmenter import Segmenter
@@ -79,7 +79,6 @@ def segment_image(
     figures: bool = False,
     advance: Callable[[int], None] = lambda n: None,
     check_memory: bool = True,
-    min_object_size: int | None = None,
 ) -> Timings:
     """Segment every frame of ``source`` into ``outputs``, in bounded memory.
 
@@ -90,12 +89,10 @@ def segment_image(
     (``analysis`` options; by default the model's network classes and the pixel size
     of the input), with ``figures`` also a graph PNG per frame and a time series.
     Frames that would need more memory than is available are refused before any is
-    read, unless ``check_memory`` is False. Foreground pieces smaller than
-    ``min_object_size`` (default: the model's) are background in masks, overlays and
-    metrics (probabilities stay the model's). Returns where the time went.
+    read, unless ``check_memory`` is False. Masks, overlays and metrics leave out the
+    foreground pieces the segmenter drops (``min_object_size``); probabilities stay the
+    model's. Returns where the time went.
     """
-    if min_object_size is None:
-        min_object_size = segmenter.contract.min_object_size
     timings = Timings()
     if check_memory:
         _check_memory(segmenter, source, outputs)
@@ -107,7 +104,6 @@ def segment_image(
         **segmenter.describe(source.frame_shape),
         "normalized_over": normalize_over,
         "value_range": value_range,
-        "min_object_size": min_object_size,
     }
     lead_axes, lead_shape = source.axes[:-2], source.shape[:-2]
     height, width = source.frame_shape
@@ -137,7 +133,7 @@ def segment_image(
         recorder = _recorder(segmenter, source, outputs, analysis, figures)
         fmt = outputs.probability_format if probabilities else None
         for normalized, prediction in _timed(segmenter.stream(source.frames(), value_range, fmt), timings):
-            labels = without_small_pieces(prediction.labels, min_object_size)
+            labels = prediction.labels
             masks.write(labels)
             if probabilities and prediction.probabilities is not None:
                 probabilities.write(prediction.probabilities)

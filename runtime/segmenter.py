@@ -14,7 +14,7 @@ from .backends import Backend, open_backend
 from .contract import ModelContract
 from .errors import ErnetError, InputError, ModelError, first_line
 from .metadata import ModelMetadata
-from .postprocess import Prediction, ProbabilityFormat, class_ids, probabilities_as
+from .postprocess import Prediction, ProbabilityFormat, class_ids, probabilities_as, without_small_pieces
 from .prefetch import prefetch
 from .preprocess import Normalization
 from .spec import RunSpec
@@ -34,7 +34,8 @@ class Segmenter:
     with any of its fields given as keywords, e.g. ``Segmenter("m.onnx", provider="cpu")``.
     ``tile`` defaults to whole frames on the CPU where memory allows (else tiles as
     large as it allows), and to the model's training crop elsewhere; ``overlap`` to the
-    crop's share of it (a quarter); ``batch`` tiles run per model call. The model is
+    crop's share of it (a quarter); ``batch`` tiles run per model call; labels leave out
+    foreground pieces under the model's minimum object size (``min_object_size``). The model is
     loaded, checked and, where its tile shape is known in advance, warmed up (buffers
     allocated, GPU engines built) on construction. Calls are serialised, so one
     instance may be shared between threads.
@@ -56,6 +57,11 @@ class Segmenter:
         self.metadata: ModelMetadata = self.backend.metadata
         #: Tile, overlap and batch in effect: the spec resolved against the model's contract.
         self.plan: TilePlan = self.backend.plan
+        #: Foreground pieces under this many pixels are background in the labels: the
+        #: spec's, else the model's (0: every piece kept).
+        self.min_object_size: int = (
+            self.contract.min_object_size if self.spec.min_object_size is None else self.spec.min_object_size
+        )
         self._lock = threading.Lock()
         self._probe()
         if warmup and self.plan.max_pixels is None:
@@ -121,6 +127,7 @@ class Segmenter:
             "overlap": plan.overlap,
             "class_names": list(self.contract.class_names),
             "normalization": self.normalization.to_dict(),
+            "min_object_size": self.min_object_size,
         }
 
     def prepare(self, frame: np.ndarray, value_range: tuple[float, float] | None = None) -> np.ndarray:
@@ -176,7 +183,8 @@ class Segmenter:
     def predict_prepared(
         self, image: np.ndarray, probabilities: ProbabilityFormat | None = None
     ) -> Prediction:
-        """Labels (and probabilities) of a prepared C x H x W image, finished band by band."""
+        """Labels (and probabilities) of a prepared C x H x W image, finished band by band;
+        labels without foreground pieces under :attr:`min_object_size` pixels."""
         _, height, width = image.shape
         labels = np.empty((height, width), np.uint8)
         probs = None if probabilities is None else np.empty((self.n_classes, height, width), probabilities)
@@ -186,7 +194,7 @@ class Segmenter:
                 labels[rows] = class_ids(band)
                 if probs is not None and probabilities is not None:
                     probs[:, rows] = probabilities_as(band, probabilities)
-        return Prediction(labels, probs)
+        return Prediction(without_small_pieces(labels, self.min_object_size), probs)
 
     def predict(
         self,

@@ -35,7 +35,8 @@ class RunSpec:
     (native), ``ort-tensorrt``, ``cuda`` or ``cpu``; an explicitly named provider that
     cannot start is an error unless ``fallback``. ``tile`` and ``overlap`` default to the
     model's contract (on the CPU, tiles grow to whole frames where memory allows),
-    ``threads`` to the physical cores this process may use.
+    ``threads`` to the physical cores this process may use, ``min_object_size`` (masks'
+    smallest foreground piece) to the model's.
     """
 
     model: Path | None = None
@@ -60,6 +61,9 @@ class RunSpec:
     rebuild_engine: bool = False
     #: Where engines and timing caches are kept; None: ``$ERNET_CACHE`` or ``~/.cache/ernet``.
     cache_dir: Path | None = None
+    #: Masks drop foreground pieces under this many pixels; None: the model's (its
+    #: contract's ``min_object_size``); 0 keeps every piece.
+    min_object_size: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("model", "engine", "cache_dir"):
@@ -74,6 +78,8 @@ class RunSpec:
             raise ValueError("overlap must not be negative")
         if self.threads is not None and self.threads < 1:
             raise ValueError("threads must be at least 1")
+        if self.min_object_size is not None and self.min_object_size < 0:
+            raise ValueError("min_object_size must not be negative")
 
     @classmethod
     def of(cls, base: RunSpec | Path | str | None = None, **changes: Any) -> RunSpec:

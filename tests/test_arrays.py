@@ -34,6 +34,24 @@ def test_each_frame_is_what_segment_gives(seg: Segmenter, stack: np.ndarray) -> 
             np.testing.assert_array_equal(result.labels[t, z], seg.segment(stack[t, z]))
 
 
+def test_small_pieces_are_dropped_as_the_segmenter_says(tiny_onnx: Path, stack: np.ndarray) -> None:
+    from ernet.runtime.postprocess import without_small_pieces
+
+    plain_seg = Segmenter(RunSpec(tiny_onnx, "cpu"))
+    assert plain_seg.min_object_size == 0  # the tiny model records none: every piece kept
+    plain = segment_array(plain_seg, stack, "TZYX", probabilities="float32")
+    for size in (30, 10**6):
+        result = segment_array(
+            Segmenter(RunSpec(tiny_onnx, "cpu", min_object_size=size)), stack, "TZYX", probabilities="float32"
+        )
+        for t in range(2):
+            for z in range(3):
+                expected = without_small_pieces(plain.labels[t, z], size)
+                np.testing.assert_array_equal(result.labels[t, z], expected)
+        np.testing.assert_array_equal(result.probabilities, plain.probabilities)
+    assert plain.labels.any() and not result.labels.any()  # larger than any piece: all dropped
+
+
 def test_axes_in_any_order_and_probabilities(seg: Segmenter, stack: np.ndarray) -> None:
     moved = np.transpose(stack, (2, 0, 3, 1))  # Y T X Z
     result = segment_array(seg, moved, "ytxz", probabilities="uint8")

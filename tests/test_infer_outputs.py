@@ -219,6 +219,8 @@ def test_the_model_s_minimum_object_size_is_the_default(
     export_checkpoint(tiny_checkpoint, recorded, min_object_size=SIZE)
     assert read_onnx_metadata(recorded).contract.min_object_size == SIZE
     assert read_onnx_metadata(tiny_onnx).contract.min_object_size == 0  # nothing recorded: keep all
+    assert Segmenter(recorded, provider="cpu").min_object_size == SIZE
+    assert Segmenter(recorded, provider="cpu", min_object_size=0).min_object_size == 0
     masks = {}
     for name, model, flags in (
         ("raw", tiny_onnx, []),

@@ -207,7 +207,10 @@ def infer(
     )
     if metrics:
         require_analysis_libraries(figures)
-    spec = RunSpec(model, provider, fallback, threads, tile, overlap, batch, fp16, engine, rebuild_engine)
+    spec = RunSpec(
+        model, provider, fallback, threads, tile, overlap, batch, fp16, engine, rebuild_engine,
+        min_object_size=min_object_size,
+    )  # fmt: skip
     segmenter = Segmenter(spec, warmup=False)
     if not quiet:
         for line in fallback_notes(segmenter.backend.fallbacks, verbose, "tensorrt" if engine else provider):
@@ -217,10 +220,8 @@ def infer(
             f" ({segmenter.plan.summary()})",
             file=sys.stderr,
         )
-    if min_object_size is None:
-        min_object_size = segmenter.contract.min_object_size
     analysis = AnalysisOptions(
-        pixel_size=pixel_size, min_object_size=min_object_size or AnalysisOptions.min_object_size
+        pixel_size=pixel_size, min_object_size=segmenter.min_object_size or AnalysisOptions.min_object_size
     )
     frames = pixels = 0
     timings = Timings()
@@ -238,7 +239,6 @@ def infer(
                     figures=figures,
                     advance=advance,
                     check_memory=memory_check,
-                    min_object_size=min_object_size,
                 )
             timings.add(spent)
             frames += image.n_frames
