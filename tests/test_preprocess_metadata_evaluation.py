@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from ernet.runtime import ArchitectureSpec, ModelContract, ModelMetadata, TileSpec
+from ernet.runtime.metadata import FORMAT_VERSION
 from ernet.runtime.preprocess import Normalization
 
 
@@ -109,18 +110,18 @@ def test_format_1_descriptions_still_load() -> None:
         ModelMetadata.from_dict({**old, "class_names": ["a", "b"]})
 
 
-def test_the_embedded_default_model_is_a_format_1_artefact_that_loads() -> None:
+def test_the_embedded_default_model_carries_a_current_description() -> None:
     import json
 
     from ernet.runtime import DEFAULT_MODEL
     from ernet.runtime.backends import read_onnx_metadata
 
     raw = DEFAULT_MODEL.read_bytes()
-    assert b'"format_version": 1' in raw
+    assert f'"format_version": {FORMAT_VERSION}'.encode() in raw
     meta = read_onnx_metadata(DEFAULT_MODEL)
     assert meta.architecture.name == "ERNet-RCAN" and meta.architecture.config["n_feats"] == 16
     assert meta.contract.tiles.size == 256 and meta.contract.class_names == ("background", "ER")
-    assert json.loads(meta.to_json())["format_version"] == 2
+    assert json.loads(meta.to_json())["format_version"] == FORMAT_VERSION
 
 
 def test_flops_per_pixel_of_published_model() -> None:
