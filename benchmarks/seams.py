@@ -179,6 +179,16 @@ def table(title: str, results: list[dict[str, Any]]) -> list[str]:
     return lines + [""]
 
 
+def tiled_spec(model: Path | None, tile: int | None) -> RunSpec:
+    """How the model runs here: on the CPU, raw labels, in ``tile``-px tiles, by default
+    the training crop (a spec without a tile would run whole frames on the CPU)."""
+    spec = RunSpec(model, "cpu", tile=tile, min_object_size=0)
+    if tile is None:
+        with Segmenter(spec) as probe:
+            spec = replace(spec, tile=probe.contract.tiles.size)
+    return spec
+
+
 def main(
     data: Annotated[Path, typer.Argument(help="Folder of NAME_image/NAME_mask pairs.")] = REAL_DATA,
     model: Annotated[Path | None, typer.Option(help="ERNet ONNX model; default: the embedded one.")] = None,
@@ -187,7 +197,7 @@ def main(
     out: Annotated[Path | None, typer.Option(help="Write the Markdown table here.")] = None,
 ) -> None:
     """Measure tile seams and tiled-vs-whole agreement at several overlaps."""
-    spec = RunSpec(model, "cpu", tile=tile, min_object_size=0)
+    spec = tiled_spec(model, tile)
     segmenters = {overlap: Segmenter(replace(spec, overlap=overlap)) for overlap in OVERLAPS}
     seg = segmenters[OVERLAPS[0]]
     sets: dict[str, list[list[dict[str, Any]]]] = {"real": [], "generated": []}

@@ -160,3 +160,12 @@ def test_the_empty_frames_hold_no_structure() -> None:
     frames = empty_frames(side=64)
     assert len(frames) == 6 and all(f.shape == (64, 64) for f in frames.values())
     assert frames["constant"].std() == 0 and frames["Poisson 100"].mean() == pytest.approx(100, rel=0.05)
+
+
+def test_seams_are_measured_in_tiles_of_the_training_crop(tiny_onnx: Path) -> None:
+    from ernet.benchmarks.seams import tiled_spec
+    from ernet.runtime import Segmenter
+
+    with Segmenter(tiled_spec(tiny_onnx, None)) as seg:
+        assert seg.tile == 64 and len(seg.grid(200, 300)) > 1
+    assert tiled_spec(tiny_onnx, 96).tile == 96
