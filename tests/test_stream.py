@@ -1,20 +1,14 @@
-"""The acquisition-side API: a bounded stream that never raises into the camera thread,
-and the pycromanager / pymmcore-plus examples driven through their callback signatures."""
+"""The acquisition-side API: a bounded stream that never raises into the camera thread."""
 
 from __future__ import annotations
 
-import sys
 import threading
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
-import tifffile
 
 from ernet.runtime import FrameStream, Segmenter, StreamResult
-
-from conftest import REPO
 
 
 class GatedSegmenter:
@@ -82,42 +76,3 @@ def test_stream_gives_the_segmenter_result_in_order(tiny_onnx: Path) -> None:
     assert [r.tag for r in results] == list(range(6))
     for r in results:
         np.testing.assert_array_equal(r.labels, seg.segment(frames[r.tag]))
-
-
-@pytest.fixture
-def examples() -> object:
-    sys.path.insert(0, str(REPO / "examples"))
-    yield
-    sys.path.remove(str(REPO / "examples"))
-
-
-def test_pycromanager_hook_passes_frames_through_and_saves_labels(
-    examples: object, tiny_onnx: Path, tmp_path: Path
-) -> None:
-    from acquisition_common import saving_stream
-    from pycromanager_hook import make_image_process_fn
-
-    seg = Segmenter(tiny_onnx, provider="cpu")
-    with saving_stream(seg, tmp_path) as stream:
-        hook = make_image_process_fn(stream)
-        for t in range(3):
-            image = np.full((48, 64), 100 * t, np.uint16)
-            metadata = {"Axes": {"time": t, "channel": 0}}
-            returned = hook(image, metadata)
-            assert returned[0] is image and returned[0].dtype == np.uint16 and returned[1] is metadata
-    assert stream.stats().completed == 3
-    saved = tifffile.imread(tmp_path / "channel-0_time-2_mask.tif")
-    np.testing.assert_array_equal(saved, seg.segment(np.full((48, 64), 200, np.uint16)))
-
-
-def test_pymmcore_plus_handler_saves_labels(examples: object, tiny_onnx: Path, tmp_path: Path) -> None:
-    from acquisition_common import saving_stream
-    from pymmcore_plus_handler import make_frame_ready_handler
-
-    seg = Segmenter(tiny_onnx, provider="cpu")
-    with saving_stream(seg, tmp_path, when_full="drop_oldest") as stream:
-        handler = make_frame_ready_handler(stream)
-        for t in range(3):
-            event = SimpleNamespace(index={"t": t, "c": 0})
-            assert handler(np.zeros((40, 40), np.uint16), event, {}) is None
-    assert sorted(p.name for p in tmp_path.iterdir()) == [f"c-0_t-{t}_mask.tif" for t in range(3)]

@@ -1,0 +1,272 @@
+"""Live segmentation inside real pymmcore-plus acquisitions (UniMMCore, pure-Python devices)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+pytest.importorskip("pymmcore_plus")
+tifffile = pytest.importorskip("tifffile")
+useq = pytest.importorskip("useq")
+
+from pymmcore_plus.experimental.unicore import (  # noqa: E402
+    SimpleCameraDevice,
+    StageDevice,
+    UniMMCore,
+    XYStageDevice,
+)
+
+from ernet.runtime import Segmenter  # noqa: E402
+from ernet.runtime.acquisition import AcquisitionPlan, LiveSegmentation, attach, frame_index  # noqa: E402
+from ernet.runtime.acquisition.pycromanager import image_process_fn  # noqa: E402
+from ernet.training.synthetic import SyntheticConfig, generate_stack  # noqa: E402
+
+SIDE = 96
+#: ER-like frames the camera cycles through (a drifting synthetic cell, 16-bit).
+CAMERA = SyntheticConfig(height=SIDE, width=SIDE, bit_depth=16)
+FRAMES = [f.image for f in generate_stack(6, seed=3, config=CAMERA)]
+
+
+class ERCamera(SimpleCameraDevice):
+    """A camera that streams the synthetic ER frames, one after another."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._exposure, self._count = 10.0, 0
+
+    def sensor_shape(self) -> tuple[int, int]:
+        return (SIDE, SIDE)
+
+    def dtype(self) -> Any:
+        return np.uint16
+
+    def get_exposure(self) -> float:
+        return self._exposure
+
+    def set_exposure(self, exposure: float) -> None:
+        self._exposure = exposure
+
+    def snap(self, buffer: np.ndarray) -> dict[str, Any]:
+        buffer[:] = FRAMES[self._count % len(FRAMES)]
+        self._count += 1
+        return {}
+
+
+class Focus(StageDevice):
+    """A focus drive that moves at once."""
+
+    _z = 0.0
+
+    def home(self) -> None:
+        self._z = 0.0
+
+    def stop(self) -> None:
+        pass
+
+    def set_position_um(self, val: float) -> None:
+        self._z = val
+
+    def get_position_um(self) -> float:
+        return self._z
+
+    def set_origin(self) -> None:
+        self._z = 0.0
+
+
+class XYStage(XYStageDevice):
+    """An XY stage that moves at once."""
+
+    _xy = (0.0, 0.0)
+
+    def home(self) -> None:
+        self._xy = (0.0, 0.0)
+
+    def stop(self) -> None:
+        pass
+
+    def set_position_um(self, x: float, y: float) -> None:
+        self._xy = (x, y)
+
+    def get_position_um(self) -> tuple[float, float]:
+        return self._xy
+
+    def set_origin_x(self) -> None:
+        self._xy = (0.0, self._xy[1])
+
+    def set_origin_y(self) -> None:
+        self._xy = (self._xy[0], 0.0)
+
+
+@pytest.fixture
+def core() -> UniMMCore:
+    core = UniMMCore()
+    for label, device in (("Camera", ERCamera()), ("Z", Focus()), ("XY", XYStage())):
+        core.loadPyDevice(label, device)
+        core.initializeDevice(label)
+    core.setCameraDevice("Camera")
+    core.setFocusDevice("Z")
+    core.setXYStageDevice("XY")
+    core.setAutoShutter(False)  # no shutter device
+    return core
+
+
+@pytest.fixture(scope="module")
+def segmenter() -> Segmenter:
+    return Segmenter(provider="cpu")
+
+
+def acquired_frames(core: UniMMCore) -> dict[tuple[tuple[str, int], ...], np.ndarray]:
+    """Every frame the MDA delivers, keyed by index, captured beside the segmentation."""
+    frames: dict[tuple[tuple[str, int], ...], np.ndarray] = {}
+
+    def keep(img: np.ndarray, event: Any, meta: Any) -> None:
+        frames[frame_index(event.index)] = img.copy()
+
+    core.mda.events.frameReady.connect(keep)
+    return frames
+
+
+TZP = useq.MDASequence(
+    time_plan={"interval": 0, "loops": 3},
+    z_plan={"range": 2, "step": 1},
+    stage_positions=[(0, 0, 0), (50, 50, 0)],
+    axis_order="tpz",
+)
+
+
+def test_every_frame_of_a_real_mda_is_segmented_and_stored(
+    core: UniMMCore, segmenter: Segmenter, tmp_path: Path
+) -> None:
+    frames = acquired_frames(core)
+    results: list[Any] = []
+    live = attach(core, segmenter, out=tmp_path, when_full="block", on_result=results.append)
+    core.mda.run(TZP)
+    summary = live.wait(timeout=60)
+    live.detach()
+    assert summary is not None and summary.complete, summary
+    assert len(frames) == 18 and summary.stats.received == 18 and summary.stats.segmented == 18
+    assert sorted(tuple(sorted(r.index.items())) for r in results) == sorted(frames)
+    assert np.isfinite(summary.stats.latency_p99_s)
+    for p in (0, 1):
+        with tifffile.TiffFile(tmp_path / f"mda_p{p}_labels.tif") as tif:
+            assert tif.series[0].axes == "TZYX"
+            stored = tif.asarray()
+        assert stored.shape == (3, 3, SIDE, SIDE) and stored.dtype == np.uint8
+        for t in range(3):
+            for z in range(3):
+                expected = segmenter.segment(frames[(("p", p), ("t", t), ("z", z))])
+                np.testing.assert_array_equal(stored[t, z], expected)
+        assert stored.any()  # ER found: the comparison is not between empty masks
+    assert (tmp_path / "mda_summary.json").is_file()
+    assert not list(tmp_path.glob(".*.part"))
+
+
+def test_an_overloaded_stream_drops_the_oldest_frames_and_counts_them_exactly(
+    core: UniMMCore, segmenter: Segmenter, tmp_path: Path
+) -> None:
+    depth: list[int] = []
+
+    def slow(result: Any) -> None:  # the model is slower than the camera
+        depth.append(live.stats().queued)
+        time.sleep(0.05)
+
+    live = attach(core, segmenter, out=tmp_path, maxsize=2, when_full="drop_oldest", on_result=slow)
+    core.mda.run(useq.MDASequence(time_plan={"interval": 0, "loops": 40}))
+    summary = live.wait(timeout=60)
+    live.detach()
+    assert summary is not None
+    s = summary.stats
+    assert s.received == 40 and s.failed == 0 and s.dropped > 0
+    assert s.segmented + s.dropped == 40 and max(depth) <= 2
+    (output,) = summary.outputs
+    assert output["segmented"] == s.segmented and len(output["missing"]) == s.dropped
+    assert not summary.complete
+    stored = tifffile.imread(tmp_path / "mda_p0_labels.tif")
+    assert stored.shape == (40, SIDE, SIDE)
+    for index in output["missing"]:  # a dropped frame is background, and said to be missing
+        assert not stored[index["t"]].any()
+
+
+def test_a_segmentation_error_mid_run_does_not_stop_the_mda(
+    core: UniMMCore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    segmenter = Segmenter(provider="cpu")
+    calls = {"n": 0}
+    segment = segmenter.segment
+
+    def sometimes_failing(frame: np.ndarray) -> np.ndarray:
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise RuntimeError("model failed on this frame")
+        return segment(frame)
+
+    monkeypatch.setattr(segmenter, "segment", sometimes_failing)
+    frames = acquired_frames(core)
+    live = attach(core, segmenter, out=tmp_path, when_full="block")
+    core.mda.run(useq.MDASequence(time_plan={"interval": 0, "loops": 6}))
+    summary = live.wait(timeout=60)
+    live.detach()
+    assert len(frames) == 6  # the acquisition ran to its end
+    assert summary is not None and summary.stats.failed == 1 and summary.stats.segmented == 5
+    assert "model failed" in (summary.stats.last_error or "")
+    assert summary.outputs[0]["missing"] == [{"t": 2}] and not summary.complete
+
+
+def test_cancelling_the_mda_leaves_complete_readable_files(core: UniMMCore, tmp_path: Path) -> None:
+    segmenter = Segmenter(provider="cpu")
+    seen = threading.Event()
+
+    def cancel_after_five(img: np.ndarray, event: Any, meta: Any) -> None:
+        if event.index["t"] == 4:
+            core.mda.cancel()
+            seen.set()
+
+    core.mda.events.frameReady.connect(cancel_after_five)
+    live = attach(core, segmenter, out=tmp_path, when_full="block")
+    core.mda.run(useq.MDASequence(time_plan={"interval": 0.01, "loops": 50}))
+    summary = live.wait(timeout=60)
+    live.detach()
+    assert seen.is_set() and summary is not None and summary.cancelled
+    (output,) = summary.outputs
+    assert 5 <= output["segmented"] < 50 and output["segmented"] + len(output["missing"]) == 50
+    stored = tifffile.imread(tmp_path / "mda_p0_labels.tif")
+    assert stored.shape == (50, SIDE, SIDE) and stored[:5].any()
+
+
+def test_one_channel_is_segmented_and_its_file_has_no_channel_axis() -> None:
+    sequence = useq.MDASequence(
+        channels=["DAPI", "FITC"], time_plan={"interval": 0, "loops": 2}, z_plan={"range": 1, "step": 1}
+    )
+    (plan,) = AcquisitionPlan.of(sequence).positions
+    assert plan.axes == "TCZ" and plan.shape == (2, 2, 2)
+    (fitc,) = AcquisitionPlan.of(sequence, channel="FITC").positions
+    assert fitc.axes == "TZ" and fitc.shape == (2, 2) and all(dict(i)["c"] == 1 for i in fitc.frames)
+    with pytest.raises(ValueError, match="no channel 'GFP'.*DAPI, FITC"):
+        AcquisitionPlan.of(sequence, channel="GFP")
+    live = LiveSegmentation(Segmenter(provider="cpu"), channel="FITC")
+    live.start(AcquisitionPlan.of(sequence, channel="FITC"), (SIDE, SIDE))
+    assert not live.receive(FRAMES[0], (("c", 0), ("t", 0), ("z", 0)), channel="DAPI")
+    assert live.receive(FRAMES[0], (("c", 1), ("t", 0), ("z", 0)), channel="FITC")
+    stats = live.finish().stats
+    assert (stats.received, stats.skipped, stats.segmented) == (2, 1, 1)
+
+
+def test_the_pycromanager_hook_queues_and_passes_the_image_on_unchanged(segmenter: Segmenter) -> None:
+    results: list[Any] = []
+    live = LiveSegmentation(segmenter, on_result=results.append, when_full="block")
+    live.start(AcquisitionPlan.single(2), (SIDE, SIDE))
+    hook = image_process_fn(live, channels=["DAPI", "FITC"])
+    for t, image in enumerate(FRAMES[:2]):
+        metadata = {"Axes": {"time": t, "channel": "FITC"}, "Camera": "Camera"}
+        out_image, out_metadata = hook(image, metadata)
+        assert out_image is image and out_metadata is metadata
+    hook(FRAMES[0], {"Axes": {"time": "not a number"}})  # never raises into pycromanager
+    summary = live.finish()
+    assert summary.stats.segmented == 3
+    assert [r.index for r in results[:2]] == [{"c": 1, "t": 0}, {"c": 1, "t": 1}]
+    np.testing.assert_array_equal(results[1].labels, segmenter.segment(FRAMES[1]))
