@@ -26,6 +26,8 @@ from ernet.runtime.backends import Provider
 from ernet.runtime.cli.policy import EXTRAS, TILE_HELP, command, typer_app
 from ernet.runtime.io import atomic_output
 
+from .acquisition import RATES as LIVE_RATES
+from .acquisition import bench_live, live_markdown
 from .comparison import RATE_TILE
 from .measure import machine, run_measured, summary, timings, uint16_frame
 from .plot import plot_results
@@ -270,6 +272,8 @@ def markdown(result: dict[str, Any]) -> str:
                 for r in result["sweep"]
             ),
         ]
+    if result.get("live"):
+        lines += live_markdown(result["live"])
     if result.get("comparison"):
         c = result["comparison"]
         lines += [
@@ -350,6 +354,12 @@ def bench(
     published: Annotated[
         bool, typer.Option(help="With --compare, also the published-size ERNet (a quarter of an hour).")
     ] = True,
+    live_rates: Annotated[
+        str,
+        typer.Option(help="Camera frame rates of live MDAs on the demo microscope ('' for none)."),
+    ] = LIVE_RATES,
+    live_frames: Annotated[int, typer.Option(min=1, help="Frames of each live MDA.")] = 60,
+    live_size: Annotated[str, typer.Option(help="HEIGHTxWIDTH of the live MDAs' frames.")] = "512x512",
     out: Annotated[
         Path | None, typer.Option(help="Folder for results.json, results.md and results.png.")
     ] = None,
@@ -391,6 +401,18 @@ def bench(
             f"note: network analysis not measured: {exc.name} is not installed (extra 'analysis')",
             file=sys.stderr,
         )
+    rates = [float(r) for r in live_rates.split(",") if r]
+    if rates:
+        try:
+            _stage(f"live segmentation in MDAs at {live_rates} frames/s ({live_frames} frames each)")
+            result["live"] = bench_live(
+                seg, rates, live_frames, *cast(tuple[int, int], parse_size(live_size))
+            )
+        except ImportError as exc:
+            print(
+                f"note: live segmentation not measured: {exc.name} is not installed (extra 'acquisition')",
+                file=sys.stderr,
+            )
     if compare:
         _stage(
             "PyTorch comparison and GEMM ceiling"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from pathlib import Path
@@ -14,105 +15,24 @@ pytest.importorskip("pymmcore_plus")
 tifffile = pytest.importorskip("tifffile")
 useq = pytest.importorskip("useq")
 
-from pymmcore_plus.experimental.unicore import (  # noqa: E402
-    SimpleCameraDevice,
-    StageDevice,
-    UniMMCore,
-    XYStageDevice,
-)
+from pymmcore_plus.experimental.unicore import UniMMCore  # noqa: E402
 
 from ernet.runtime import Segmenter  # noqa: E402
 from ernet.runtime.acquisition import AcquisitionPlan, LiveSegmentation, attach, frame_index  # noqa: E402
+from ernet.runtime.acquisition.demo import demo_core, er_frames  # noqa: E402
 from ernet.runtime.acquisition.pycromanager import image_process_fn  # noqa: E402
-from ernet.training.synthetic import SyntheticConfig, generate_stack  # noqa: E402
+
+from conftest import run_cli  # noqa: E402
 
 SIDE = 96
 #: ER-like frames the camera cycles through (a drifting synthetic cell, 16-bit).
-CAMERA = SyntheticConfig(height=SIDE, width=SIDE, bit_depth=16)
-FRAMES = [f.image for f in generate_stack(6, seed=3, config=CAMERA)]
-
-
-class ERCamera(SimpleCameraDevice):
-    """A camera that streams the synthetic ER frames, one after another."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._exposure, self._count = 10.0, 0
-
-    def sensor_shape(self) -> tuple[int, int]:
-        return (SIDE, SIDE)
-
-    def dtype(self) -> Any:
-        return np.uint16
-
-    def get_exposure(self) -> float:
-        return self._exposure
-
-    def set_exposure(self, exposure: float) -> None:
-        self._exposure = exposure
-
-    def snap(self, buffer: np.ndarray) -> dict[str, Any]:
-        buffer[:] = FRAMES[self._count % len(FRAMES)]
-        self._count += 1
-        return {}
-
-
-class Focus(StageDevice):
-    """A focus drive that moves at once."""
-
-    _z = 0.0
-
-    def home(self) -> None:
-        self._z = 0.0
-
-    def stop(self) -> None:
-        pass
-
-    def set_position_um(self, val: float) -> None:
-        self._z = val
-
-    def get_position_um(self) -> float:
-        return self._z
-
-    def set_origin(self) -> None:
-        self._z = 0.0
-
-
-class XYStage(XYStageDevice):
-    """An XY stage that moves at once."""
-
-    _xy = (0.0, 0.0)
-
-    def home(self) -> None:
-        self._xy = (0.0, 0.0)
-
-    def stop(self) -> None:
-        pass
-
-    def set_position_um(self, x: float, y: float) -> None:
-        self._xy = (x, y)
-
-    def get_position_um(self) -> tuple[float, float]:
-        return self._xy
-
-    def set_origin_x(self) -> None:
-        self._xy = (0.0, self._xy[1])
-
-    def set_origin_y(self) -> None:
-        self._xy = (self._xy[0], 0.0)
+FRAMES = er_frames(6, SIDE, SIDE, seed=3)
 
 
 @pytest.fixture
 def core() -> UniMMCore:
-    core = UniMMCore()
-    for label, device in (("Camera", ERCamera()), ("Z", Focus()), ("XY", XYStage())):
-        core.loadPyDevice(label, device)
-        core.initializeDevice(label)
-    core.setCameraDevice("Camera")
-    core.setFocusDevice("Z")
-    core.setXYStageDevice("XY")
-    core.setAutoShutter(False)  # no shutter device
-    return core
+    """A real acquisition engine on pure-Python devices."""
+    return demo_core(FRAMES)
 
 
 @pytest.fixture(scope="module")
@@ -270,3 +190,34 @@ def test_the_pycromanager_hook_queues_and_passes_the_image_on_unchanged(segmente
     assert summary.stats.segmented == 3
     assert [r.index for r in results[:2]] == [{"c": 1, "t": 0}, {"c": 1, "t": 1}]
     np.testing.assert_array_equal(results[1].labels, segmenter.segment(FRAMES[1]))
+
+
+def test_ernet_live_runs_a_sequence_file_on_the_demo_microscope(tmp_path: Path) -> None:
+    sequence = tmp_path / "mda.yaml"
+    sequence.write_text(
+        "time_plan: {interval: 0, loops: 2}\n"
+        "z_plan: {range: 1, step: 1}\n"
+        "stage_positions: [{x: 0, y: 0, z: 0}, {x: 100, y: 0, z: 0}]\n"
+        "axis_order: tpz\n"
+    )
+    done = run_cli(
+        "ernet-live", sequence, "--out", tmp_path / "out", "--size", "64x80", "--when-full", "block"
+    )
+    assert done.returncode == 0, done.stderr
+    assert "8 frames received, 8 segmented, 0 dropped, 0 failed" in done.stderr
+    for p in (0, 1):
+        with tifffile.TiffFile(tmp_path / "out" / f"mda_p{p}_labels.tif") as tif:
+            assert tif.series[0].axes == "TZYX" and tif.series[0].shape == (2, 2, 64, 80)
+    summary = json.loads((tmp_path / "out" / "mda_summary.json").read_text())
+    assert summary["stats"]["segmented"] == 8 and not summary["cancelled"]
+
+
+def test_ernet_live_bad_inputs_are_one_line_errors(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("time_plan: {loops: -3}\n")
+    done = run_cli("ernet-live", bad, "--out", tmp_path / "out")
+    assert done.returncode == 1 and done.stderr.count("error:") == 1
+    assert done.stderr.startswith(f"error: {bad}: not a useq MDA sequence"), done.stderr
+    done = run_cli("ernet-live", "--config", tmp_path / "missing.cfg", "--out", tmp_path / "out")
+    assert done.returncode == 1 and "missing.cfg: no such Micro-Manager configuration file" in done.stderr
+    assert not (tmp_path / "out").exists()

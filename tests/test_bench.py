@@ -35,12 +35,21 @@ def test_bench_cli_writes_results(tiny_onnx: Path, tmp_path: Path) -> None:
         "--sweep-batches",
         "1,2",
         "--no-published",
+        "--live-rates",
+        "50",
+        "--live-frames",
+        "4",
+        "--live-size",
+        "64x80",
         "--out",
         tmp_path,
     )
     assert done.returncode == 0, done.stderr
     progress = [line for line in done.stderr.splitlines() if line.startswith("ernet-bench: ")]
-    assert len(progress) == 5 and "PyTorch comparison" in progress[-1]  # one line per stage
+    assert len(progress) == 6 and "PyTorch comparison" in progress[-1]  # one line per stage
+    (live,) = json.loads((tmp_path / "results.json").read_text())["live"]["rows"]
+    assert live["received"] == 4 and live["segmented"] + live["dropped"] == 4
+    assert "Live segmentation in pymmcore-plus MDAs" in (tmp_path / "results.md").read_text()
     result = json.loads((tmp_path / "results.json").read_text())
     assert [f["frame"] for f in result["frames"]] == ["64x80", "100x90"]
     for frame in result["frames"]:

@@ -344,6 +344,7 @@ COMMANDS = [
     "ernet-simulate",
     "ernet-export",
     "ernet-bench",
+    "ernet-live",
 ]
 
 
@@ -377,6 +378,7 @@ MISSING_EXTRAS = [
     ("ernet.training.cli", "train_main", "ernet-train", "torch", "train", ["data"]),
     ("ernet.export.cli", "main", "ernet-export", "onnx", "export", ["model.pt"]),
     ("ernet.runtime.cli.analyze", "main", "ernet-analyze", "skan", "analysis", ["a_mask.tif"]),
+    ("ernet.runtime.cli.live", "main", "ernet-live", "pymmcore_plus", "acquisition", ["--frames", "1"]),
 ]
 
 
@@ -422,6 +424,7 @@ APPS = {
     "ernet-simulate": "ernet.training.cli:simulate_app",
     "ernet-export": "ernet.export.cli:app",
     "ernet-bench": "ernet.benchmarks.cli:app",
+    "ernet-live": "ernet.runtime.cli.live:app",
 }
 
 
@@ -548,7 +551,7 @@ def test_the_extras_named_are_the_package_s() -> None:
 
     pyproject = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
     extras = pyproject["project"]["optional-dependencies"]
-    distributions = {"skimage": "scikit-image"}
+    distributions = {"skimage": "scikit-image", "pymmcore_plus": "pymmcore-plus", "useq": "useq-schema"}
     for extra, modules in EXTRAS.items():
         named = " ".join(extras[extra])
         assert all(distributions.get(m, m) in named for m in modules), extra

@@ -29,6 +29,9 @@ from .stores import LabelStore
 
 log = logging.getLogger(__name__)
 OnCancel = Literal["drain", "discard"]
+#: Frames that may wait for the model by default: a few seconds of a fast camera,
+#: little memory (a 2048x2048 uint16 frame is 8 MiB).
+DEFAULT_QUEUE = 8
 
 
 @dataclass(frozen=True)
@@ -107,7 +110,7 @@ class LiveSegmentation:
         on_result: Callable[[LiveResult], Any] | None = None,
         store: LabelStore | None = None,
         channel: str | None = None,
-        maxsize: int = 8,
+        maxsize: int = DEFAULT_QUEUE,
         when_full: WhenFull = "drop_oldest",
         on_cancel: OnCancel = "drain",
         summary: Path | None = None,
@@ -218,5 +221,9 @@ class LiveSegmentation:
         summary = LiveSummary(stats, cancelled, outputs, error)
         if self.summary_path is not None:
             with atomic_output(self.summary_path) as tmp:
-                tmp.write_text(json.dumps({**asdict(summary), "finished": time.time()}, indent=1) + "\n")
+                record = {**asdict(summary), "finished": time.time()}
+                for key in ("latency_p50_s", "latency_p99_s"):  # NaN before any result: not JSON
+                    if not np.isfinite(record["stats"][key]):
+                        record["stats"][key] = None
+                tmp.write_text(json.dumps(record, indent=1) + "\n")
         return summary

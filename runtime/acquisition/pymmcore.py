@@ -21,7 +21,7 @@ import numpy as np
 from ..segmenter import Segmenter
 from ..spec import RunSpec
 from ..stream import WhenFull
-from .live import LiveResult, LiveSegmentation, LiveStats, LiveSummary, OnCancel
+from .live import DEFAULT_QUEUE, LiveResult, LiveSegmentation, LiveStats, LiveSummary, OnCancel
 from .plan import AcquisitionPlan, event_channel, frame_index
 from .stores import TiffLabelStore
 
@@ -110,7 +110,7 @@ def attach(
     overwrite: bool = False,
     on_result: Callable[[LiveResult], Any] | None = None,
     channel: str | None = None,
-    maxsize: int = 8,
+    maxsize: int = DEFAULT_QUEUE,
     when_full: WhenFull = "drop_oldest",
     on_cancel: OnCancel = "drain",
 ) -> MDASegmentation:

@@ -34,6 +34,7 @@ EXTRAS = {
     "analysis": ("skimage", "skan", "networkx", "matplotlib"),
     "bench": ("matplotlib",),
     "bioimageio": ("bioimageio",),
+    "acquisition": ("pymmcore_plus", "useq"),
 }
 
 #: The help of every command's --tile and --overlap: the run spec's tiling policy.
