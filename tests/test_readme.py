@@ -61,7 +61,7 @@ def command_lines() -> list[tuple[str, list[str]]]:
 def test_the_readme_shows_every_command() -> None:
     shown = {command for command, _ in command_lines()}
     assert {"ernet-infer", "ernet-analyze", "ernet-train", "ernet-simulate", "ernet-export"} <= shown
-    assert {"ernet-validate", "ernet-bench"} <= shown
+    assert {"ernet-validate", "ernet-bench", "ernet-live"} <= shown
 
 
 @pytest.mark.parametrize(("command", "options"), command_lines())
