@@ -81,10 +81,11 @@ def test_reduced_run_still_draws_what_it_measured(tiny_onnx: Path, tmp_path: Pat
         "ernet-bench",
         *("--model", tiny_onnx, "--provider", "cpu", "--sizes", "64x80", "--repeats", "1"),
         *("--stacks", "", "--analysis-stacks", "", "--sweep-tiles", "", "--no-cli", "--no-compare"),
-        *("--out", tmp_path),
+        *("--live-rates", "", "--out", tmp_path),
     )
     assert done.returncode == 0, done.stderr
-    assert "sweep" not in json.loads((tmp_path / "results.json").read_text())
+    result = json.loads((tmp_path / "results.json").read_text())
+    assert "sweep" not in result and "live" not in result
     assert (tmp_path / "results.png").read_bytes()[:4] == b"\x89PNG"
 
 

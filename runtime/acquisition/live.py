@@ -118,12 +118,8 @@ class LiveSegmentation:
         if on_cancel not in ("drain", "discard"):
             raise ValueError(f"unknown on_cancel policy {on_cancel!r}")
         self.segmenter, self.on_result, self.store, self.channel = segmenter, on_result, store, channel
-        self.maxsize, self.when_full, self.on_cancel, self.summary_path = (
-            maxsize,
-            when_full,
-            on_cancel,
-            summary,
-        )
+        self.maxsize, self.when_full = maxsize, when_full
+        self.on_cancel, self.summary_path = on_cancel, summary
         self._lock = threading.Lock()
         self._stream: FrameStream | None = None
         self._received = self._skipped = 0
