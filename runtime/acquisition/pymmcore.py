@@ -34,7 +34,7 @@ class MDASegmentation:
     def __init__(
         self, events: Any, live: LiveSegmentation, frame_shape: Callable[[], tuple[int, int]]
     ) -> None:
-        self.events, self.live, self._frame_shape = events, live, frame_shape
+        self.live, self._frame_shape = live, frame_shape
         self._cancelled = False
         self._done = threading.Event()
         self._done.set()  # nothing to wait for before the first sequence
@@ -52,7 +52,7 @@ class MDASegmentation:
     def _on_started(self, sequence: Any, *_: Any) -> None:
         try:
             self._done.clear()
-            self._cancelled, self._summary = False, None
+            self._cancelled, self._summary, self._finisher = False, None, None
             self.live.start(AcquisitionPlan.of(sequence, self.live.channel), self._frame_shape())
         except Exception as exc:  # the acquisition runs on; its frames are not segmented
             log.error("live segmentation not started: %s: %s", type(exc).__name__, exc)
@@ -120,6 +120,9 @@ def attach(
     or None for the embedded default model. Results go to ``on_result`` and, with
     ``out``, to ``OUT/PREFIX_pN_labels.tif`` per position (axes from the sequence) and
     ``OUT/PREFIX_summary.json``. ``channel``: segment only this channel configuration.
+    Each MDA writes the same names: a later MDA replaces them with ``overwrite``, else its
+    frames are not segmented (the summary says why); attach again with another
+    ``prefix`` to keep both.
     """
     if not isinstance(segmenter, Segmenter):
         segmenter = Segmenter(segmenter)
