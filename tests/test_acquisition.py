@@ -221,3 +221,25 @@ def test_ernet_live_bad_inputs_are_one_line_errors(tmp_path: Path) -> None:
     done = run_cli("ernet-live", "--config", tmp_path / "missing.cfg", "--out", tmp_path / "out")
     assert done.returncode == 1 and "missing.cfg: no such Micro-Manager configuration file" in done.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_ernet_live_stopped_midway_cancels_the_mda_and_leaves_complete_files(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    script = Path(sys.executable).parent / "ernet-live"
+    out = tmp_path / "out"
+    args = [str(script), "--out", str(out), "--frames", "400", "--interval", "0.02", "--size", "64x64"]
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(4)  # model loaded, the MDA running
+    process.send_signal(signal.SIGTERM)  # what a job scheduler sends; Ctrl-C is handled alike
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "interrupted; the MDA was cancelled" in stderr
+    summary = json.loads((out / "mda_summary.json").read_text())
+    (output,) = summary["outputs"]
+    assert summary["cancelled"] and 0 < output["segmented"] < 400
+    assert output["segmented"] + len(output["missing"]) == 400
+    assert tifffile.imread(out / "mda_p0_labels.tif").shape == (400, 64, 64)
+    assert f"(TYX, {output['segmented']}/400 frames)" in stdout

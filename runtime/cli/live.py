@@ -132,14 +132,15 @@ def live(
     status = threading.Thread(target=show_status, args=(session, done, total), daemon=True)
     status.start()
     interrupted = False
+    runner = core.run_mda(mda)
     try:
-        core.run_mda(mda, block=True)
+        runner.join()
     except KeyboardInterrupt:  # cancel at the next event; the files are still completed
         interrupted = True
         core.mda.cancel()
-        while core.mda.is_running():
-            time.sleep(0.05)
-    summary = session.detach()
+        runner.join()  # the MDA has ended and said so (sequenceCanceled, sequenceFinished)
+    summary = session.wait()
+    session.detach()
     done.set()
     status.join()
     if summary is None:
