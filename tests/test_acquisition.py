@@ -52,7 +52,7 @@ def acquired_frames(core: UniMMCore) -> dict[tuple[tuple[str, int], ...], np.nda
 
 
 TZP = useq.MDASequence(
-    time_plan={"interval": 0, "loops": 3},
+    time_plan={"interval": 0.01, "loops": 3},
     z_plan={"range": 2, "step": 1},
     stage_positions=[(0, 0, 0), (50, 50, 0)],
     axis_order="tpz",
@@ -62,6 +62,9 @@ TZP = useq.MDASequence(
 def test_every_frame_of_a_real_mda_is_segmented_and_stored(
     core: UniMMCore, segmenter: Segmenter, tmp_path: Path
 ) -> None:
+    core.definePixelSizeConfig("100x")
+    core.setPixelSizeUm("100x", 0.065)
+    core.setPixelSizeConfig("100x")
     frames = acquired_frames(core)
     results: list[Any] = []
     live = attach(core, segmenter, out=tmp_path, when_full="block", on_result=results.append)
@@ -75,6 +78,10 @@ def test_every_frame_of_a_real_mda_is_segmented_and_stored(
     for p in (0, 1):
         with tifffile.TiffFile(tmp_path / f"mda_p{p}_labels.tif") as tif:
             assert tif.series[0].axes == "TZYX"
+            ij = tif.imagej_metadata
+            assert (ij["spacing"], ij["finterval"], ij["unit"]) == (1.0, 0.01, "micron")
+            x_resolution = tif.pages[0].tags["XResolution"].value
+            assert x_resolution[0] / x_resolution[1] == pytest.approx(1 / 0.065)
             stored = tif.asarray()
         assert stored.shape == (3, 3, SIDE, SIDE) and stored.dtype == np.uint8
         for t in range(3):

@@ -10,10 +10,13 @@ even where frames were dropped.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import numpy as np
+
+from ..io import AxisScale, Calibration
 
 #: A frame's place in the acquisition: (axis, value) pairs sorted by axis.
 Index = tuple[tuple[str, int], ...]
@@ -55,14 +58,19 @@ class PositionPlan:
 
 @dataclass(frozen=True)
 class AcquisitionPlan:
-    """Every position's :class:`PositionPlan`; ``channel``: the one channel segmented."""
+    """Every position's :class:`PositionPlan`; ``channel``: the one channel segmented;
+    ``calibration``: the pixel size, z step and frame interval, where known."""
 
     positions: tuple[PositionPlan, ...]
     channel: str | None = None
+    calibration: Calibration = field(default_factory=Calibration)
 
     @classmethod
-    def of(cls, sequence: Any, channel: str | None = None) -> AcquisitionPlan:
-        """The plan of a ``useq.MDASequence``; with ``channel``, only that channel's frames."""
+    def of(
+        cls, sequence: Any, channel: str | None = None, pixel_size_um: float | None = None
+    ) -> AcquisitionPlan:
+        """The plan of a ``useq.MDASequence``; with ``channel``, only that channel's frames;
+        ``pixel_size_um``: the camera's pixel at the sample (the sequence does not say)."""
         events = list(sequence)
         if channel is not None:
             channels = {event_channel(e) for e in events}
@@ -86,7 +94,7 @@ class AcquisitionPlan:
             _position_plan(p, names.get(p), frames, grid_axes, sizes)
             for p, frames in sorted(by_position.items())
         )
-        return cls(plans, channel)
+        return cls(plans, channel, sequence_calibration(sequence, pixel_size_um))
 
     @classmethod
     def single(cls, frames: int) -> AcquisitionPlan:
@@ -100,6 +108,22 @@ class AcquisitionPlan:
             if plan.position == p:
                 return plan
         raise KeyError(f"no position {p} in this acquisition")
+
+
+def sequence_calibration(sequence: Any, pixel_size_um: float | None = None) -> Calibration:
+    """The steps a useq sequence fixes: its z step (µm) and time interval (s), with the
+    pixel size where given (a positive number)."""
+    axes = {}
+    if pixel_size_um:
+        axes["X"] = axes["Y"] = AxisScale(float(pixel_size_um), "micron")
+    step = getattr(getattr(sequence, "z_plan", None), "step", None)
+    if step:
+        axes["Z"] = AxisScale(float(step), "micron")
+    interval: Any = getattr(getattr(sequence, "time_plan", None), "interval", None)
+    seconds = interval.total_seconds() if isinstance(interval, timedelta) else interval
+    if seconds:
+        axes["T"] = AxisScale(float(seconds), "s")
+    return Calibration(axes)
 
 
 def _position_plan(

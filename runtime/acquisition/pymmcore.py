@@ -29,12 +29,12 @@ log = logging.getLogger(__name__)
 
 
 class MDASegmentation:
-    """A :class:`~.live.LiveSegmentation` connected to an MDA's signals; ``detach`` to stop."""
+    """A :class:`~.live.LiveSegmentation` connected to the MDA signals of ``core`` (a
+    ``CMMCorePlus``: its ``mda.events``, image size and pixel size); ``detach`` to stop."""
 
-    def __init__(
-        self, events: Any, live: LiveSegmentation, frame_shape: Callable[[], tuple[int, int]]
-    ) -> None:
-        self.live, self._frame_shape = live, frame_shape
+    def __init__(self, core: Any, live: LiveSegmentation) -> None:
+        self.live, self._core = live, core
+        events = core.mda.events
         self._cancelled = False
         self._done = threading.Event()
         self._done.set()  # nothing to wait for before the first sequence
@@ -53,11 +53,19 @@ class MDASegmentation:
         try:
             self._done.clear()
             self._cancelled, self._summary, self._finisher = False, None, None
-            self.live.start(AcquisitionPlan.of(sequence, self.live.channel), self._frame_shape())
+            plan = AcquisitionPlan.of(sequence, self.live.channel, self._pixel_size_um())
+            self.live.start(plan, self._frame_shape())
         except Exception as exc:  # the acquisition runs on; its frames are not segmented
             log.error("live segmentation not started: %s: %s", type(exc).__name__, exc)
             self._summary = LiveSummary(self.live.stats(), False, error=f"not started: {exc}")
             self._done.set()
+
+    def _frame_shape(self) -> tuple[int, int]:
+        return int(self._core.getImageHeight()), int(self._core.getImageWidth())
+
+    def _pixel_size_um(self) -> float | None:
+        size = float(self._core.getPixelSizeUm())
+        return size if size > 0 else None  # 0: no pixel size configured
 
     def _on_frame(self, image: np.ndarray, event: Any, metadata: Any = None) -> None:
         try:
@@ -137,6 +145,4 @@ def attach(
         on_cancel=on_cancel,
         summary=Path(out) / f"{prefix}_summary.json" if out is not None else None,
     )
-    return MDASegmentation(
-        core.mda.events, live, lambda: (int(core.getImageHeight()), int(core.getImageWidth()))
-    )
+    return MDASegmentation(core, live)

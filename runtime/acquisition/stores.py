@@ -112,6 +112,7 @@ class TiffLabelStore:
                     (*position.shape, *frame_shape),
                     position.axes + "YX",
                     np.uint8,
+                    plan.calibration,
                     description={
                         **description,
                         "position": position.position,
