@@ -173,6 +173,11 @@ def test_one_channel_is_segmented_and_its_file_has_no_channel_axis() -> None:
     assert plan.axes == "TCZ" and plan.shape == (2, 2, 2)
     (fitc,) = AcquisitionPlan.of(sequence, channel="FITC").positions
     assert fitc.axes == "TZ" and fitc.shape == (2, 2) and all(dict(i)["c"] == 1 for i in fitc.frames)
+    uneven = useq.MDASequence(  # DAPI without a z stack: the frames fill no T x C x Z grid
+        channels=[useq.Channel(config="DAPI", do_stack=False), "FITC"], z_plan={"range": 2, "step": 1}
+    )
+    (flat,) = AcquisitionPlan.of(uneven).positions
+    assert (flat.axes, flat.shape) == ("I", (4,))
     with pytest.raises(ValueError, match="no channel 'GFP'.*DAPI, FITC"):
         AcquisitionPlan.of(sequence, channel="GFP")
     live = LiveSegmentation(Segmenter(provider="cpu"), channel="FITC")
