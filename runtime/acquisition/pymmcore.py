@@ -113,7 +113,7 @@ def attach(
     core: Any,
     segmenter: Segmenter | RunSpec | None = None,
     *,
-    out: Path | None = None,
+    out: Path | str | None = None,
     prefix: str = "mda",
     overwrite: bool = False,
     on_result: Callable[[LiveResult], Any] | None = None,
