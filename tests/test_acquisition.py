@@ -244,7 +244,10 @@ def test_ernet_live_stopped_midway_cancels_the_mda_and_leaves_complete_files(tmp
     out = tmp_path / "out"
     args = [str(script), "--out", str(out), "--frames", "400", "--interval", "0.02", "--size", "64x64"]
     process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(4)  # model loaded, the MDA running
+    deadline = time.monotonic() + 60
+    while not list(out.glob(".mda_p0_labels.tif.*.part")) and time.monotonic() < deadline:
+        time.sleep(0.1)  # until the MDA has started: its label file is being written
+    time.sleep(0.5)
     process.send_signal(signal.SIGTERM)  # what a job scheduler sends; Ctrl-C is handled alike
     stdout, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr
