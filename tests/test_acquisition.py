@@ -230,6 +230,8 @@ def test_ernet_live_bad_inputs_are_one_line_errors(tmp_path: Path) -> None:
     done = run_cli("ernet-live", bad, "--out", tmp_path / "out")
     assert done.returncode == 1 and done.stderr.count("error:") == 1
     assert done.stderr.startswith(f"error: {bad}: not a useq MDA sequence"), done.stderr
+    done = run_cli("ernet-live", "--channel", "FITC", "--out", tmp_path / "out")
+    assert done.returncode == 1 and "the sequence has no channel 'FITC' (its channels: none)" in done.stderr
     done = run_cli("ernet-live", "--config", tmp_path / "missing.cfg", "--out", tmp_path / "out")
     assert done.returncode == 1 and "missing.cfg: no such Micro-Manager configuration file" in done.stderr
     assert not (tmp_path / "out").exists()

@@ -113,13 +113,14 @@ def live(
     overwrite: Annotated[bool, typer.Option(help="Replace the outputs of an earlier run.")] = False,
 ) -> None:
     """Run an MDA with live ER segmentation; labels per position, and a summary, in OUT."""
-    from ..acquisition import attach
+    from ..acquisition import AcquisitionPlan, attach
 
     try:
         height, width = (int(v) for v in size.lower().split("x"))
     except ValueError:
         raise typer.BadParameter(f"{size!r} is not HxW, e.g. 512x512", param_hint="--size") from None
     mda = load_sequence(sequence, frames, interval)
+    AcquisitionPlan.of(mda, channel)  # a channel the sequence lacks: refused before anything runs
     refuse_existing(out / "mda_summary.json", overwrite)
     core = open_core(config, (height, width))
     segmenter = Segmenter(RunSpec(model, provider))
