@@ -23,7 +23,9 @@ class Normalization:
     ``percentile``: the ``low``/``high`` percentiles of the frame map to 0/1
     (the successor's 1-99 % rescaling), clipped to [0, 1] when ``clip``; with a
     ``noise_floor``, a range narrower than that many times the frame's noise level
-    (:func:`noise_level`) is widened to it, so that noise is not stretched into contrast.
+    (:func:`noise_level`) is widened to it, so that noise is not stretched into contrast;
+    with ``levels``, clipped values are then truncated to multiples of 1 / ``levels``
+    (ERnet-v2's conversion to 8 bits: 255).
     """
 
     mode: NormalizationMode = "percentile"
@@ -34,6 +36,8 @@ class Normalization:
     #: The range mapped to [0, 1] spans at least this many noise standard deviations
     #: (percentile mode); 0: no floor.
     noise_floor: float = 0.0
+    #: Clipped values are truncated to ``floor(value * levels) / levels``; 0: not quantised.
+    levels: int = 0
 
     def __post_init__(self) -> None:
         if self.mode not in ("scale", "percentile"):
@@ -44,6 +48,8 @@ class Normalization:
             raise ValueError("percentiles must satisfy 0 <= low < high <= 100")
         if self.noise_floor < 0 or (self.noise_floor and self.mode != "percentile"):
             raise ValueError("a noise floor is a non-negative number of noise levels, in percentile mode")
+        if self.levels < 0 or (self.levels and not self.clip):
+            raise ValueError("quantisation levels are a non-negative count, for clipped values")
 
     @classmethod
     def original(cls) -> Normalization:
@@ -78,7 +84,8 @@ class Normalization:
         # Convert before any arithmetic: uint16 differences would wrap around; values
         # near float32's limits (or beyond them, in float64) are worked on in float64.
         data = np.asarray(data)
-        wide = _needs_float64(data) or max(abs(lo), abs(hi)) > _FLOAT32_SAFE
+        # Truncation to levels is decided at exact multiples: worked out in float64.
+        wide = bool(self.levels) or _needs_float64(data) or max(abs(lo), abs(hi)) > _FLOAT32_SAFE
         work = np.dtype(np.float64 if wide else np.float32)
         out: np.ndarray = data.astype(work) - work.type(lo)
         span = hi - lo
@@ -88,6 +95,8 @@ class Normalization:
             out[...] = 0.0
         if self.clip:
             np.clip(out, 0.0, 1.0, out=out)
+        if self.levels:
+            out = np.floor(out * self.levels) / self.levels
         return out.astype(np.float32, copy=False)
 
     def to_dict(self) -> dict[str, Any]:

@@ -13,6 +13,9 @@ from ernet.runtime.evaluation import REAL_DATA as REAL_DATA_SETTING
 REPO = Path(__file__).resolve().parents[1]
 #: The real frames, as the tools find them when run from the repository root.
 REAL_DATA = REPO / REAL_DATA_SETTING
+#: ERnet-v2's checkpoint-format facts: an example checkpoint in its released layout and
+#: outputs of ERnet-v2's own code (read from ../shared, never committed).
+ERNET_V2 = REPO.parent / "shared" / "ernet-v2"
 #: ERNet options of the tiny random-weight test model (``ERNetConfig(**TINY_OPTIONS)``).
 TINY_OPTIONS = {"n_feats": 8, "n_resgroups": 2, "n_resblocks": 2, "reduction": 4}
 
@@ -30,6 +33,14 @@ def real_data() -> Path:
     if not any(REAL_DATA.glob("*_image.tif")):
         pytest.skip(f"real ER frames not available at {REAL_DATA}")
     return REAL_DATA
+
+
+@pytest.fixture(scope="session")
+def ernet_v2() -> Path:
+    """The folder of ERnet-v2's example checkpoint and reference outputs."""
+    if not (ERNET_V2 / "example_swinir_nch1.pth").is_file():
+        pytest.skip(f"ERnet-v2 example checkpoint not available at {ERNET_V2}")
+    return ERNET_V2
 
 
 @pytest.fixture(scope="session")

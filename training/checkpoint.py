@@ -71,13 +71,17 @@ def load_checkpoint(path: Path | str) -> LoadedCheckpoint:
         raise ModelError(f"{path}: no state dict of tensors found")
     state = strip_module_prefix(state)
     try:
-        metadata = ModelMetadata.from_dict(raw[METADATA_KEY]) if METADATA_KEY in raw else recognise(state)
+        if METADATA_KEY in raw:
+            metadata = ModelMetadata.from_dict(raw[METADATA_KEY])
+        else:
+            metadata = recognise(state)
+            state = get_architecture(metadata.architecture.name).adopt(state)
         architecture = get_architecture(metadata.architecture.name).complete(metadata.architecture)
         metadata = replace(metadata, architecture=architecture)
         model = build_model(architecture, metadata.contract)
         model.load_state_dict(state, strict=True)
     except (ValueError, RuntimeError, TypeError) as exc:
-        raise ModelError(f"{path}: not an ERNet checkpoint ({first_line(exc)})") from None
+        raise ModelError(f"{path}: not a checkpoint of a known architecture ({first_line(exc)})") from None
     model.eval()
     return LoadedCheckpoint(model, metadata, raw, file_sha256(path))
 

@@ -143,7 +143,7 @@ def train(cfg: TrainConfig, quiet: bool = False) -> dict[str, Any]:
     contract = ModelContract(
         class_names=cfg.class_names,
         normalization=cfg.normalization,
-        tiles=TileSpec(cfg.crop, architecture.tile_multiple),
+        tiles=TileSpec(cfg.crop, architecture.tile_multiple(spec)),
     )
     torch.manual_seed(cfg.seed)
     torch.use_deterministic_algorithms(True, warn_only=True)

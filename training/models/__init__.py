@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from torch import nn
 
 #: Modules of the architectures that ship with the package.
-BUILT_IN = ("ernet.training.models.ernet",)
+BUILT_IN = ("ernet.training.models.ernet", "ernet.training.models.swin")
 ENTRY_POINT_GROUP = "ernet.architectures"
 
 
@@ -45,9 +45,11 @@ class Architecture:
     a completed spec and a contract; ``recognise`` reads a foreign (published-format)
     state dict, returning the spec and contract it implies, or raising ValueError with
     the reason it is not this architecture's; ``flops_per_pixel`` counts 2 x
-    multiply-adds per pixel of one forward pass; ``fp16`` is the export op policy
-    (None: no fp16 variant); ``tile_multiple`` is what its tile sides must be a multiple
-    of; ``label`` names a configuration in tables.
+    multiply-adds per pixel of one forward pass; ``adopt`` turns a recognised foreign
+    state dict into this module's layout (e.g. logit channels in class-id order);
+    ``fp16`` is the export op policy (None: no fp16 variant); ``tile_multiple`` gives,
+    for a completed spec, what its tile sides and origins must be a multiple of (e.g. a
+    windowed transformer's window); ``label`` names a configuration in tables.
     """
 
     name: str
@@ -55,8 +57,9 @@ class Architecture:
     build: Callable[[ArchitectureSpec, ModelContract], nn.Module]
     recognise: Callable[[Mapping[str, torch.Tensor]], tuple[ArchitectureSpec, ModelContract]]
     flops_per_pixel: Callable[[ArchitectureSpec, ModelContract], int]
+    adopt: Callable[[Mapping[str, torch.Tensor]], dict[str, torch.Tensor]] = dict
     fp16: Fp16Policy | None = None
-    tile_multiple: int = 1
+    tile_multiple: Callable[[ArchitectureSpec], int] = field(default=lambda spec: 1)
     label: Callable[[ArchitectureSpec], str] = field(
         default=lambda spec: " ".join(f"{k}={v}" for k, v in sorted(spec.config.items()))
     )
