@@ -9,7 +9,6 @@ N x K x H x W, with N, H and W dynamic; the model description is in
 from __future__ import annotations
 
 import logging
-import math
 import warnings
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -28,15 +27,14 @@ from ernet.runtime.io import atomic_output, refuse_existing
 from ernet.runtime.metadata import ModelMetadata
 from ernet.training.checkpoint import load_checkpoint
 
+from .activations import measure
+
 OPSETS = range(18, 21)
 #: Parity shapes (N, H, W): one square, one batched, odd-sized and not square.
 PARITY_SHAPES = ((1, 96, 96), (2, 75, 53))
 #: float32 CPU tolerance per element: |onnx - torch| <= ATOL + RTOL * |torch|.
 #: The absolute term is needed because relative error alone fails on logits near zero.
 ATOL, RTOL = 1e-4, 1e-3
-#: Tensors ONNX Runtime's CPU provider holds at once, in units of the widest activation:
-#: measured 7.2-7.3 on ERNet (F=16 and F=64: 464 and 1849 bytes per tile pixel), rounded up.
-LIVE_ACTIVATIONS = 8
 
 
 class ParityError(ErnetError):
@@ -90,32 +88,10 @@ def to_onnx_proto(model: nn.Module, metadata: ModelMetadata, opset: int = 18) ->
             logger.setLevel(level)
     assert program is not None  # the dynamo exporter always returns its program
     proto = program.model_proto
-    tiles = replace(metadata.contract.tiles, activation_bytes=activation_bytes(proto, side))
-    metadata = replace(metadata, contract=replace(metadata.contract, tiles=tiles))
     onnx.helper.set_model_props(proto, metadata.to_props())
     proto.producer_name, proto.producer_version = "ernet-export", __version__
     onnx.checker.check_model(proto, full_check=True)
     return proto
-
-
-def activation_bytes(proto: onnx.ModelProto, side: int) -> int:
-    """The model's activation bytes per tile pixel on the CPU: the float32 values per pixel
-    of its widest intermediate tensor (shapes inferred on one ``side`` x ``side`` tile),
-    times :data:`LIVE_ACTIVATIONS`."""
-    static = onnx.ModelProto()
-    static.CopyFrom(proto)
-    del static.graph.value_info[:]
-    dims = static.graph.input[0].type.tensor_type.shape.dim
-    for dim, size in zip(dims, (1, dims[1].dim_value, side, side), strict=True):
-        dim.Clear()
-        dim.dim_value = size
-    inferred = onnx.shape_inference.infer_shapes(static, strict_mode=True, data_prop=True)
-    widest = 0
-    for value in (*inferred.graph.value_info, *inferred.graph.output):
-        shape = [d.dim_value for d in value.type.tensor_type.shape.dim]
-        if shape and all(shape):
-            widest = max(widest, math.prod(shape) // (side * side))
-    return 4 * LIVE_ACTIVATIONS * max(widest, 1)
 
 
 def check_parity(model: nn.Module, onnx_path: Path, seed: int = 0) -> list[ParityResult]:
@@ -170,6 +146,11 @@ def export_checkpoint(
     )
     proto = to_onnx_proto(loaded.model, metadata, opset)
     with atomic_output(output) as tmp:
+        onnx.save_model(proto, tmp, save_as_external_data=False)
+        tiles = replace(contract.tiles, activation_bytes=measure(tmp, contract.tiles.multiple_of))
+        metadata = replace(metadata, contract=replace(contract, tiles=tiles))
+        del proto.metadata_props[:]
+        onnx.helper.set_model_props(proto, metadata.to_props())
         onnx.save_model(proto, tmp, save_as_external_data=False)
         results = check_parity(loaded.model, tmp)
         failed = [r for r in results if not r.within_tolerance]
