@@ -4,16 +4,17 @@ lazy array (dask, zarr) is read frame by frame."""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 
-from .errors import InputError
+from .errors import InputError, NoContrastWarning
 from .postprocess import ProbabilityFormat
 from .preprocess import stack_range
-from .segmenter import Segmenter
+from .segmenter import Segmenter, without_contrast
 
 #: Axis names that hold channels (colour samples count as channels).
 CHANNEL_AXES = "CS"
@@ -72,7 +73,10 @@ def segment_array(
     if stop():
         raise Cancelled(f"segmentation cancelled before the first of {total} frames")
     predictions = segmenter.stream(layout.frames(array), value_range, probabilities)
+    flat = []
     for done, (_, prediction) in enumerate(predictions, start=1):
+        if not prediction.contrast:
+            flat.append(done - 1)
         labels[done - 1] = prediction.labels
         if probs is not None:
             probs[done - 1] = prediction.probabilities
@@ -81,6 +85,8 @@ def segment_array(
         if done < total and stop():
             predictions.close()  # stops the read-ahead
             raise Cancelled(f"segmentation cancelled after {done} of {total} frames")
+    if flat:
+        warnings.warn(without_contrast(flat, total), NoContrastWarning, stacklevel=2)
     return layout.result(labels, probs)
 
 

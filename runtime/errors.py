@@ -25,3 +25,7 @@ class BackendError(ErnetError):
 
 class OutputError(ErnetError):
     """An output cannot be written (exists, would overwrite an input)."""
+
+
+class NoContrastWarning(UserWarning):
+    """A frame whose normalisation range is empty (a constant frame): labelled background."""

@@ -7,6 +7,7 @@ hands masks, probabilities and overlays to writers chosen by their output names.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack
@@ -17,10 +18,12 @@ from typing import Any, Literal, TypeVar
 from .analysis import AnalysisOptions, MetricsRecorder
 from .errors import InputError
 from .io import Source, Writer, input_stem, open_writer
-from .postprocess import ProbabilityFormat, overlay
+from .postprocess import ProbabilityFormat, overlay, overlay_legend
 from .preprocess import stack_range
 from .resources import available_memory
-from .segmenter import Segmenter
+from .segmenter import Segmenter, without_contrast
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -109,7 +112,7 @@ def segment_image(
     height, width = source.frame_shape
     with ExitStack() as files:
 
-        def writer(path: Path, shape: tuple[int, ...], axes: str, dtype: str) -> Writer:
+        def writer(path: Path, shape: tuple[int, ...], axes: str, dtype: str, **recorded: Any) -> Writer:
             return files.enter_context(
                 open_writer(
                     path,
@@ -117,7 +120,7 @@ def segment_image(
                     axes,
                     dtype,
                     source.calibration,
-                    description=description,
+                    description={**description, **recorded},
                     overwrite=outputs.overwrite,
                 )
             )
@@ -129,10 +132,16 @@ def segment_image(
             axes = lead_axes + "CYX"
             probabilities = writer(outputs.probabilities, shape, axes, outputs.probability_format)
         if outputs.overlay:
-            overlays = writer(outputs.overlay, (*lead_shape, height, width, 3), lead_axes + "YXS", "uint8")
+            legend = overlay_legend(segmenter.contract.class_names)
+            shape = (*lead_shape, height, width, 3)
+            overlays = writer(outputs.overlay, shape, lead_axes + "YXS", "uint8", legend=legend)
         recorder = _recorder(segmenter, source, outputs, analysis, figures)
         fmt = outputs.probability_format if probabilities else None
-        for normalized, prediction in _timed(segmenter.stream(source.frames(), value_range, fmt), timings):
+        flat = []  # frames without contrast
+        predictions = _timed(segmenter.stream(source.frames(), value_range, fmt), timings)
+        for index, (normalized, prediction) in enumerate(predictions):
+            if not prediction.contrast:
+                flat.append(index)
             labels = prediction.labels
             masks.write(labels)
             if probabilities and prediction.probabilities is not None:
@@ -148,6 +157,8 @@ def segment_image(
         start = time.perf_counter()
         recorder.finish()
         timings.analysis += time.perf_counter() - start
+    if flat:
+        log.warning("note: %s: %s", source.path, without_contrast(flat, source.n_frames))
     return timings
 
 

@@ -17,6 +17,19 @@ class Prediction:
 
     labels: np.ndarray  # H x W uint8
     probabilities: np.ndarray | None = None  # K x H x W, float32/float16, or uint8 scaled to 0-255
+    #: False for a frame without contrast (an empty normalisation range): all background.
+    contrast: bool = True
+
+
+def background_prediction(
+    n_classes: int, height: int, width: int, probabilities: ProbabilityFormat | None = None
+) -> Prediction:
+    """The prediction of a frame without contrast: every pixel background, with certainty."""
+    probs = None
+    if probabilities is not None:
+        probs = np.zeros((n_classes, height, width), probabilities)
+        probs[0] = 255 if probabilities == "uint8" else 1
+    return Prediction(np.zeros((height, width), np.uint8), probs, contrast=False)
 
 
 def class_ids(logits: np.ndarray) -> np.ndarray:
@@ -61,6 +74,15 @@ def probabilities_as(logits: np.ndarray, fmt: ProbabilityFormat) -> np.ndarray:
 
 #: Overlay colours (RGB) of classes 1, 2, ...; background stays grey.
 CLASS_COLOURS = np.array([[255, 0, 255], [0, 255, 0], [255, 160, 0], [0, 160, 255]], np.float32)
+
+
+def overlay_legend(class_names: tuple[str, ...]) -> dict[str, str]:
+    """The colour (``#rrggbb``) each class >= 1 is tinted with in :func:`overlay`."""
+    colours = CLASS_COLOURS.astype(int)
+    return {
+        name: "#{:02x}{:02x}{:02x}".format(*colours[(k - 1) % len(colours)])
+        for k, name in enumerate(class_names[1:], start=1)
+    }
 
 
 def overlay(image: np.ndarray, labels: np.ndarray, alpha: float = 0.45) -> np.ndarray:

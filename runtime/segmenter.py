@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import warnings
 from collections.abc import Generator, Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
@@ -12,13 +13,28 @@ import numpy as np
 
 from .backends import Backend, open_backend
 from .contract import ModelContract
-from .errors import ErnetError, InputError, ModelError, first_line
+from .errors import ErnetError, InputError, ModelError, NoContrastWarning, first_line
 from .metadata import ModelMetadata
-from .postprocess import Prediction, ProbabilityFormat, class_ids, probabilities_as, without_small_pieces
+from .postprocess import (
+    Prediction,
+    ProbabilityFormat,
+    background_prediction,
+    class_ids,
+    probabilities_as,
+    without_small_pieces,
+)
 from .prefetch import prefetch
 from .preprocess import Normalization
 from .spec import RunSpec
 from .tiling import TileGrid, TilePlan, pad_to_grid, stitch_bands, tile_batches, tiled_logits
+
+
+def without_contrast(frames: list[int], total: int) -> str:
+    """What to say of the ``frames`` (numbers, of ``total``) that had no contrast."""
+    shown = ", ".join(map(str, frames[:5])) + (f" and {len(frames) - 5} more" if len(frames) > 5 else "")
+    which = "the frame has" if total == 1 else f"{len(frames)} of {total} frames ({shown}) have"
+    return f"{which} no contrast (an empty normalisation range, e.g. a constant frame): labelled background"
+
 
 #: Side of the blank tile a model is checked on when opened (where tile shapes may vary).
 PROBE_SIDE = 32
@@ -126,6 +142,7 @@ class Segmenter:
             "tile": plan.tile,
             "overlap": plan.overlap,
             "class_names": list(self.contract.class_names),
+            "network_classes": list(self.contract.network_class_ids),
             "normalization": self.normalization.to_dict(),
             "min_object_size": self.min_object_size,
         }
@@ -136,6 +153,11 @@ class Segmenter:
         ``value_range`` fixes the intensities mapped to 0 and 1 (e.g. a whole stack's);
         by default it is computed on this frame.
         """
+        return self._prepare(frame, value_range)[0]
+
+    def _prepare(self, frame: np.ndarray, value_range: tuple[float, float] | None) -> tuple[np.ndarray, bool]:
+        """:meth:`prepare`'s model input, and whether the frame has contrast: an empty
+        normalisation range (a constant frame) has none, and no structure to find."""
         channels = self.contract.in_channels
         image = np.asarray(frame)
         if image.ndim == 2 and channels == 1:
@@ -146,7 +168,8 @@ class Segmenter:
             raise InputError(f"unsupported pixel type {image.dtype}")
         if np.issubdtype(image.dtype, np.floating) and not np.isfinite(image).all():
             raise InputError("frame has NaN or infinite pixels")
-        return self.normalization.apply(image, value_range)
+        lo, hi = value_range if value_range is not None else self.normalization.value_range(image)
+        return self.normalization.apply(image, (lo, hi)), hi > lo
 
     def run_model(self, batch: np.ndarray) -> np.ndarray:
         """The raw model on a float32 N x C x h x w batch of prepared tiles: N x K x h x w
@@ -181,11 +204,14 @@ class Segmenter:
         return tile_batches(pad_to_grid(image, grid), grid, self.batch)
 
     def predict_prepared(
-        self, image: np.ndarray, probabilities: ProbabilityFormat | None = None
+        self, image: np.ndarray, probabilities: ProbabilityFormat | None = None, contrast: bool = True
     ) -> Prediction:
         """Labels (and probabilities) of a prepared C x H x W image, finished band by band;
-        labels without foreground pieces under :attr:`min_object_size` pixels."""
+        labels without foreground pieces under :attr:`min_object_size` pixels. An image
+        without ``contrast`` is not run: every pixel is background."""
         _, height, width = image.shape
+        if not contrast:
+            return background_prediction(self.n_classes, height, width, probabilities)
         labels = np.empty((height, width), np.uint8)
         probs = None if probabilities is None else np.empty((self.n_classes, height, width), probabilities)
         with self._lock:
@@ -202,8 +228,13 @@ class Segmenter:
         value_range: tuple[float, float] | None = None,
         probabilities: ProbabilityFormat | None = None,
     ) -> Prediction:
-        """Labels of one frame, and its class probabilities in the format asked for."""
-        return self.predict_prepared(self.prepare(frame, value_range), probabilities)
+        """Labels of one frame, and its class probabilities in the format asked for; a
+        frame without contrast (constant) is all background, with a
+        :class:`~ernet.runtime.errors.NoContrastWarning`."""
+        image, contrast = self._prepare(frame, value_range)
+        if not contrast:
+            warnings.warn(without_contrast([0], 1), NoContrastWarning, stacklevel=2)
+        return self.predict_prepared(image, probabilities, contrast)
 
     def segment(self, frame: np.ndarray, value_range: tuple[float, float] | None = None) -> np.ndarray:
         """Class ids (H x W uint8) of one frame."""
@@ -235,9 +266,11 @@ class Segmenter:
     ) -> Generator[tuple[np.ndarray, Prediction], None, None]:
         """(prepared input, prediction) of each of ``frames`` in order: frames are drawn and
         normalised (on their own, or with ``value_range``) on a background thread, at most
-        ``queue_size`` ahead, while the model runs on the caller's."""
-        for image in prefetch((self.prepare(f, value_range) for f in frames), queue_size):
-            yield image, self.predict_prepared(image, probabilities)
+        ``queue_size`` ahead, while the model runs on the caller's. Frames without contrast
+        are all background, their ``prediction.contrast`` False (no warning: the caller,
+        who knows where they come from, reports them)."""
+        for image, contrast in prefetch((self._prepare(f, value_range) for f in frames), queue_size):
+            yield image, self.predict_prepared(image, probabilities, contrast)
 
     def segment_frames(self, frames: Iterable[np.ndarray], queue_size: int = 2) -> Iterator[np.ndarray]:
         """Class-id masks of ``frames`` in order, each normalised on its own (see :meth:`stream`)."""

@@ -121,7 +121,7 @@ def test_auto_passes_over_providers_in_one_short_line(tiny_onnx: Path, tmp_path:
     if _cuda_runs(tiny_onnx):
         pytest.skip("CUDA really runs here")
     frame = tmp_path / "f.tif"
-    tifffile.imwrite(frame, np.zeros((16, 16), np.uint8))
+    tifffile.imwrite(frame, np.random.default_rng(0).integers(0, 255, (16, 16), dtype=np.uint8))
     done = run_cli("ernet-infer", frame, "--model", tiny_onnx, "-o", tmp_path / "a")
     assert done.returncode == 0, done.stderr
     notes = [line for line in done.stderr.splitlines() if line.startswith("note:")]

@@ -482,7 +482,8 @@ def test_the_index_suggested_for_unnamed_axes_works(tiny_onnx: Path, tmp_path: P
 def test_a_library_warning_is_one_note_naming_the_file(tiny_onnx: Path, tmp_path: Path) -> None:
     """tifffile warns when the file is described and again on every pass over its pages."""
     stack = tmp_path / "ij.tif"
-    tifffile.imwrite(stack, np.zeros((3, 16, 16), np.uint8), imagej=True, metadata={"axes": "TYX"})
+    frames = np.random.default_rng(0).integers(0, 255, (3, 16, 16), dtype=np.uint8)
+    tifffile.imwrite(stack, frames, imagej=True, metadata={"axes": "TYX"})
     stack.write_bytes(stack.read_bytes().replace(b"frames=3", b"frames=0"))  # invalid: read as plain pages
     done = run_cli("ernet-infer", stack, "--model", tiny_onnx, "--provider", "cpu", "-q")
     assert done.returncode == 0, done.stderr

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
 import tifffile
 
 from ernet.runtime import DEFAULT_MODEL, Segmenter
+from ernet.runtime.errors import NoContrastWarning
 
 from conftest import run_cli
 
@@ -84,7 +86,11 @@ def test_frames_without_er_stay_background() -> None:
 
     with Segmenter(provider="cpu") as seg:
         for name, frame in empty_frames().items():
-            assert seg.segment(frame).mean() <= EMPTY_FRAME_ER_BAR, name
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                assert seg.segment(frame).mean() <= EMPTY_FRAME_ER_BAR, name
+            # a constant frame has no contrast: background without running the model, and said so
+            assert [w.category for w in caught] == ([NoContrastWarning] if name == "constant" else []), name
 
 
 def test_an_empty_strip_of_a_real_frame_stays_background(real_data: Path) -> None:
