@@ -15,12 +15,14 @@ from __future__ import annotations
 import importlib
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from .errors import InputError
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -245,11 +247,38 @@ def analyze_frame(
             "polygon_median_area": float(np.median(polygons)) if len(polygons) else math.nan,
         }
     )
-    if len(class_names) > 2:  # multi-class models: each class's share of the ER pixels
-        er_pixels = max(int((labels > 0).sum()), 1)
+    if len(class_names) > 2:  # multi-class models: class shares, and the classes apart from the network
+        row.update(class_fractions(labels, class_names))
+        network = set(options.classes or range(1, len(class_names)))
         for k, name in enumerate(class_names[1:], start=1):
-            row[f"fraction_{name}"] = float((labels == k).sum()) / er_pixels if labels.any() else math.nan
+            if k not in network:
+                areas = region_areas(labels == k, options.min_object_size) * scale**2
+                row[f"count_{name}"] = len(areas)
+                row[f"area_{name}"] = float(areas.sum())
+                row[f"mean_area_{name}"] = float(areas.mean()) if len(areas) else math.nan
     return FrameAnalysis(row, graph, mask)
+
+
+def class_fractions(labels: np.ndarray, class_names: Sequence[str]) -> dict[str, float]:
+    """``fraction_<class>``: each foreground class's share of the foreground pixels (NaN
+    where a frame has none), as ERnet-v2 reports tubule, sheet and SBT fractions."""
+    labels = np.asarray(labels)
+    counts = np.bincount(labels.ravel(), minlength=len(class_names))
+    foreground = int(counts[1:].sum())
+    return {
+        f"fraction_{name}": float(counts[k]) / foreground if foreground else math.nan
+        for k, name in enumerate(class_names[1:], start=1)
+    }
+
+
+def region_areas(mask: np.ndarray, min_size: int = 1) -> np.ndarray:
+    """Areas (pixels) of the 8-connected pieces of a boolean mask of at least ``min_size``
+    pixels (e.g. the sheets of a frame)."""
+    from scipy import ndimage
+
+    pieces, n = ndimage.label(mask, structure=np.ones((3, 3), bool))
+    areas = np.bincount(pieces.ravel(), minlength=n + 1)[1:].astype(float)
+    return areas[areas >= min_size]
 
 
 def _filled_area(mask: np.ndarray) -> int:
@@ -270,10 +299,15 @@ def _assortativity(graph: nx.MultiGraph) -> float:
     return float(value) if np.isfinite(value) else math.nan
 
 
-def metric_units(pixel_size: float | None) -> dict[str, str]:
-    """Unit of each metric column that has one: micrometres where the pixel size is known."""
+#: Prefixes of the per-class area columns (classes apart from the network).
+CLASS_AREA_PREFIXES = ("area_", "mean_area_")
+
+
+def metric_units(pixel_size: float | None, columns: Iterable[str] = ()) -> dict[str, str]:
+    """Unit of each metric column that has one (and of the per-class areas among
+    ``columns``): micrometres where the pixel size is known."""
     length, area = ("um", "um2") if pixel_size else ("px", "px2")
-    return {
+    units = {
         "er_area": area,
         "total_length": length,
         "mean_edge_length": length,
@@ -281,6 +315,8 @@ def metric_units(pixel_size: float | None) -> dict[str, str]:
         "polygon_mean_area": area,
         "polygon_median_area": area,
     }
+    units.update({name: area for name in columns if name.startswith(CLASS_AREA_PREFIXES)})
+    return units
 
 
 def column_header(name: str, units: dict[str, str]) -> str:
@@ -309,7 +345,7 @@ SUCCESSOR_COLUMNS = (
     *(f"degree_{k}" for k in range(1, MAX_DEGREE_COLUMN + 1)),
     "fraction_tubule",
     "fraction_sheet",
-    "fraction_sheet_based_tubule",
+    "fraction_SBT",
     f"degree_{MAX_DEGREE_COLUMN + 1}_plus",
 )
 
@@ -400,6 +436,53 @@ class MetricsRecorder:
             )
 
 
+#: ERnet-v2's statistics CSV: each fraction column's header and the class it is of.
+ERNET_V2_FRACTIONS = {"Tubule fraction": "tubule", "Sheet fraction": "sheet", "SBT fraction": "SBT"}
+
+
+class FractionsTable:
+    """ERnet-v2's statistics as it writes them (``Filename,Tubule fraction,Sheet
+    fraction,SBT fraction``): a row per frame of every input, each class's share of the
+    frame's foreground pixels; written atomically by ``finish``. Frames of a stack are
+    named by their index (``cells.tif [T=3]``)."""
+
+    def __init__(self, path: Path, overwrite: bool = False) -> None:
+        self.path, self.overwrite = path, overwrite
+        self.rows: list[list[Any]] = []
+
+    @staticmethod
+    def check_classes(class_names: Sequence[str], subject: Path | str) -> None:
+        """InputError unless ``class_names`` (a model's, or a mask's) has ERnet-v2's classes."""
+        missing = [c for c in ERNET_V2_FRACTIONS.values() if c not in class_names]
+        if missing:
+            raise InputError(
+                f"{subject}: ERnet-v2's fractions need classes {', '.join(ERNET_V2_FRACTIONS.values())}; "
+                f"its classes are {', '.join(class_names)}"
+            )
+
+    def add(self, name: str, index: dict[str, int], labels: np.ndarray, class_names: Sequence[str]) -> None:
+        """Count one frame of input ``name`` (at ``index`` along its leading axes)."""
+        fractions = class_fractions(labels, class_names)
+        where = ", ".join(f"{axis}={i}" for axis, i in index.items())
+        row: list[Any] = [f"{name} [{where}]" if where else name]
+        row += [_csv_value(fractions[f"fraction_{c}"]) for c in ERNET_V2_FRACTIONS.values()]
+        self.rows.append(row)
+
+    def finish(self) -> None:
+        """Write the CSV."""
+        import csv
+
+        from .io import atomic_output
+
+        with (
+            atomic_output(self.path, self.overwrite) as tmp,
+            tmp.open("w", newline="", encoding="utf-8") as f,
+        ):
+            writer = csv.writer(f)
+            writer.writerow(["Filename", *ERNET_V2_FRACTIONS])
+            writer.writerows(self.rows)
+
+
 def write_metrics_csv(
     path: Path, rows: list[dict[str, Any]], pixel_size: float | None, replace: bool = True
 ) -> None:
@@ -408,8 +491,8 @@ def write_metrics_csv(
 
     from .io import atomic_output
 
-    units = metric_units(pixel_size)
     names = list(rows[0]) if rows else ["frame"]
+    units = metric_units(pixel_size, names)
     with atomic_output(path, replace) as tmp, tmp.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow([column_header(n, units) for n in names])

@@ -130,6 +130,53 @@ def test_classes_choose_the_network_and_report_fractions() -> None:
     assert tubules["junctions"] == 1 and tubules["free_ends"] == 3  # a T once the sheet arm is gone
 
 
+def test_classes_apart_from_the_network_are_counted_and_measured() -> None:
+    labels = _cross()  # tubules: the network
+    labels[2:12, 50:70] = 2  # a 10 x 20 sheet
+    labels[60:66, 60:66] = 2  # a 6 x 6 sheet
+    labels[75, 5:8] = 2  # 3 px: a speck, under the minimum object size
+    labels[50:54, 10:14] = 3  # SBT, 16 px
+    names = ("background", "tubule", "sheet", "SBT")
+    row = frame_metrics(labels, names, AnalysisOptions(classes=(1,), pixel_size=0.5))
+    assert (row["count_sheet"], row["area_sheet"], row["mean_area_sheet"]) == (2, 236 * 0.25, 118 * 0.25)
+    assert (row["count_SBT"], row["area_SBT"]) == (1, 16 * 0.25)
+    assert "count_tubule" not in row and "area_tubule" not in row
+    foreground = (labels > 0).sum()
+    assert row["fraction_sheet"] == pytest.approx(239 / foreground)
+    assert row["fraction_tubule"] + row["fraction_sheet"] + row["fraction_SBT"] == pytest.approx(1.0)
+    empty = frame_metrics(np.zeros_like(labels), names, AnalysisOptions(classes=(1,)))
+    assert (empty["count_sheet"], empty["area_sheet"]) == (0, 0.0) and np.isnan(empty["mean_area_sheet"])
+    assert np.isnan(empty["fraction_sheet"])
+
+
+def test_ernet_v2_fractions_csv_from_masks(tmp_path: Path) -> None:
+    labels = np.zeros((2, 40, 40), np.uint8)
+    labels[0, :10] = 1  # 400 tubule
+    labels[0, 10:15] = 2  # 200 sheet
+    labels[0, 15:20] = 3  # 200 SBT
+    path = tmp_path / "m.tif"
+    tifffile.imwrite(path, labels, imagej=True, metadata={"axes": "TYX"})
+    done = run_cli("ernet-analyze", path, "--classes", "1", "--fractions-csv", tmp_path / "f.csv", "-q")
+    assert done.returncode == 1  # a mask that does not name ERnet-v2's classes
+    assert done.stderr.splitlines() == [
+        f"error: {path}: ERnet-v2's fractions need classes tubule, sheet, SBT; "
+        "its classes are background, ER",
+        f"error: {tmp_path / 'f.csv'}: not written, 1 input(s) failed",
+    ]
+    assert not (tmp_path / "f.csv").exists()
+    from ernet.runtime.io import write_tiff  # as ernet-infer writes masks: classes recorded
+
+    description = {"source": "cells.tif", "class_names": ["background", "tubule", "sheet", "SBT"]}
+    write_tiff(tmp_path / "cells_mask.tif", labels, "TYX", description=description)
+    done = run_cli("ernet-analyze", tmp_path / "cells_mask.tif", "--fractions-csv", tmp_path / "f.csv", "-q")
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "f.csv").read_text().splitlines() == [
+        "Filename,Tubule fraction,Sheet fraction,SBT fraction",
+        "cells.tif [T=0],0.5,0.25,0.25",
+        "cells.tif [T=1],,,",
+    ]
+
+
 def _generator_bounds(graph: object, labelled_above: float) -> tuple[int, int, int]:
     """(nodes, junctions, independent loops) of the generator's network, keeping edges
     labelled above the given fraction; pass-through (degree-2) nodes are not nodes."""

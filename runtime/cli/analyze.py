@@ -9,12 +9,20 @@ from typing import Annotated
 import numpy as np
 import typer
 
-from ..analysis import SUCCESSOR_COLUMNS, AnalysisOptions, MetricsRecorder, require_analysis_libraries
+from ..analysis import (
+    SUCCESSOR_COLUMNS,
+    AnalysisOptions,
+    FractionsTable,
+    MetricsRecorder,
+    frame_indices,
+    require_analysis_libraries,
+)
+from ..contract import BINARY_CLASSES
 from ..errors import InputError
 from ..io import input_stem, open_image, output_path, refuse_existing
 from ..progress import progress
-from .infer import FIGURES_HELP
-from .policy import Failures, command, typer_app
+from .infer import FIGURES_HELP, FRACTIONS_HELP
+from .policy import Failures, command, fail, typer_app
 
 app = typer_app(extra="analysis")
 #: More distinct values than this in a frame: an intensity image, not class ids.
@@ -66,6 +74,10 @@ def analyze(
     successor_columns: Annotated[
         bool, typer.Option(help="Only the successor's (ERnet-v2) metric set, in its order (see README).")
     ] = False,
+    fractions_csv: Annotated[
+        Path | None,
+        typer.Option(help=FRACTIONS_HELP),
+    ] = None,
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Output folder; default: beside each mask.")
     ] = None,
@@ -76,16 +88,22 @@ def analyze(
     chosen = parse_classes(classes)
     require_analysis_libraries(figures)
     targets = [output_path(m, "metrics", out, ".csv") for m in masks]
-    for target in targets:
+    for target in [*targets, *([fractions_csv] if fractions_csv else [])]:
         refuse_existing(target, overwrite)
+    fractions = FractionsTable(fractions_csv, overwrite) if fractions_csv else None
     failures = Failures()
     for source, target in zip(masks, targets, strict=True):
         with failures.each(source):
             image = open_image(source)
             if not np.issubdtype(image.dtype, np.integer):
                 raise InputError(f"{source}: a label mask holds integer class ids, not {image.dtype}")
+            # A mask ernet-infer wrote names its classes and those forming the network.
+            class_names = tuple(image.description.get("class_names", BINARY_CLASSES))
+            network = image.description.get("network_classes") if len(class_names) > 2 else None
+            if fractions:
+                fractions.check_classes(class_names, source)
             options = AnalysisOptions(
-                classes=chosen,
+                classes=chosen or (tuple(network) if network else None),
                 min_object_size=min_object_size,
                 min_spur_length=min_spur_length,
                 merge_junctions_within=merge_junctions_within,
@@ -95,6 +113,7 @@ def analyze(
                 target,
                 image.axes,
                 image.shape,
+                class_names,
                 options=options,
                 figures=figures,
                 columns=SUCCESSOR_COLUMNS if successor_columns else None,
@@ -102,15 +121,25 @@ def analyze(
                 frame_interval=image.calibration["T"],
                 overwrite=overwrite,
             )
+            name = str(image.description.get("source", source.name))
+            indices = frame_indices(image.axes, image.shape)
             with progress(image.n_frames, source.name, quiet=quiet) as advance:
                 for index, labels in enumerate(image.frames()):
                     require_label_frame(labels, source, index)
                     recorder.add(labels)
+                    if fractions:
+                        fractions.add(name, indices[index], labels, class_names)
                     advance(1)
             recorder.finish()
             if not quiet:
                 unit = "µm" if options.pixel_size else "px (no pixel size)"
                 print(f"wrote {target} ({image.n_frames} frames, lengths in {unit})", file=sys.stderr)
+    if fractions and failures.count:  # a table of every input or none
+        fail(f"{fractions_csv}: not written, {failures.count} input(s) failed")
+    elif fractions:
+        fractions.finish()
+        if not quiet:
+            print(f"wrote {fractions_csv} ({len(fractions.rows)} frames)", file=sys.stderr)
     failures.exit()
 
 

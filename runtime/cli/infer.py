@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 
 import typer
 
-from ..analysis import AnalysisOptions, require_analysis_libraries
+from ..analysis import AnalysisOptions, FractionsTable, frame_indices, require_analysis_libraries
 from ..errors import OutputError
 from ..io import check_name_length, mask_path, open_image, output_path, reader_for, refuse_existing
 from ..pipeline import Outputs, Timings, segment_image
@@ -17,10 +17,14 @@ from ..postprocess import ProbabilityFormat
 from ..progress import progress
 from ..segmenter import Segmenter
 from ..spec import Provider, RunSpec
-from .policy import OVERLAP_HELP, TILE_HELP, Failures, command, typer_app
+from .policy import OVERLAP_HELP, TILE_HELP, Failures, command, fail, typer_app
 
 app = typer_app(extra="analysis")
 FIGURES_HELP = "also draw <stem>_graph_NNNN.png per frame and, for stacks, <stem>_metrics.png over time."
+FRACTIONS_HELP = (
+    "Also write this CSV as ERnet-v2 writes its statistics (Filename,Tubule fraction,Sheet fraction,"
+    "SBT fraction): a row per frame of every input; needs those classes."
+)
 
 
 def plan_outputs(
@@ -171,6 +175,7 @@ def infer(
         float | None, typer.Option(help="Pixel side in µm for --metrics; default: from the file.")
     ] = None,
     figures: Annotated[bool, typer.Option(help="With --metrics: " + FIGURES_HELP)] = False,
+    fractions_csv: Annotated[Path | None, typer.Option(help=FRACTIONS_HELP)] = None,
     min_object_size: Annotated[
         int | None,
         typer.Option(
@@ -207,6 +212,8 @@ def infer(
     )
     if metrics:
         require_analysis_libraries(figures)
+    if fractions_csv is not None:
+        refuse_existing(fractions_csv, overwrite)
     spec = RunSpec(
         model, provider, fallback, threads, tile, overlap, batch, fp16, engine, rebuild_engine,
         min_object_size=min_object_size,
@@ -220,6 +227,11 @@ def infer(
             f" ({segmenter.plan.summary()})",
             file=sys.stderr,
         )
+    class_names = segmenter.contract.class_names
+    fractions = None
+    if fractions_csv is not None:
+        FractionsTable.check_classes(class_names, segmenter.model_path or "the model")
+        fractions = FractionsTable(fractions_csv, overwrite)
     analysis = AnalysisOptions(
         pixel_size=pixel_size, min_object_size=segmenter.min_object_size or AnalysisOptions.min_object_size
     )
@@ -241,11 +253,21 @@ def infer(
                     check_memory=memory_check,
                 )
             timings.add(spent)
+            if fractions:  # from the masks as written
+                mask = open_image(plan.mask)
+                for where, labels in zip(frame_indices(mask.axes, mask.shape), mask.frames(), strict=True):
+                    fractions.add(source.name, where, labels, class_names)
             frames += image.n_frames
             pixels += image.n_frames * image.frame_shape[0] * image.frame_shape[1]
             if not quiet:
                 for path in plan.paths():
                     print(f"wrote {path}", file=sys.stderr)
+    if fractions and failures.count:  # a table of every input or none
+        fail(f"{fractions_csv}: not written, {failures.count} input(s) failed")
+    elif fractions:
+        fractions.finish()
+        if not quiet:
+            print(f"wrote {fractions_csv}", file=sys.stderr)
     print(
         throughput(frames, pixels, timings, time.perf_counter() - start, segmenter.backend.description)
         + (f"; {failures.count} input(s) failed" if failures.count else "")

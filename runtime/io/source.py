@@ -9,11 +9,11 @@ fixes the axes that are not segmented (a channel, ``--index`` choices) and gives
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -41,13 +41,15 @@ def distinct_axes(axes: str) -> str:
 
 class Source(ABC):
     """An image or stack: ``axes`` (ending in ``YX``), ``shape``, ``dtype``, per-axis
-    ``calibration``; random access to frame ``i`` and iteration over all frames."""
+    ``calibration``, the ``description`` our writers record in outputs (class names...;
+    empty for other files); random access to frame ``i`` and iteration over all frames."""
 
     path: Path
     axes: str
     shape: tuple[int, ...]
     dtype: np.dtype
     calibration: Calibration
+    description: Mapping[str, Any] = {}
 
     @property
     def frame_shape(self) -> tuple[int, int]:
@@ -114,6 +116,8 @@ class Layout:
     page_axes: str
     pages: PageReader
     calibration: Calibration = field(default_factory=Calibration)
+    #: What our writers recorded in the file (see :attr:`Source.description`).
+    description: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         lead = len(self.axes) - len(self.page_axes)
@@ -131,6 +135,7 @@ class PagedSource(Source):
         self, layout: Layout, axes: str, pages: Sequence[int], pick: tuple[int | slice, ...]
     ) -> None:
         self.path, self.dtype, self.calibration = layout.path, np.dtype(layout.dtype), layout.calibration
+        self.description = layout.description
         sizes = dict(zip(layout.axes, layout.shape, strict=True))
         self.axes, self.shape = axes, tuple(sizes[a] for a in axes)
         self._reader, self._pages, self._pick = layout.pages, tuple(pages), pick

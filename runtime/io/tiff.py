@@ -138,11 +138,25 @@ def _layout(path: Path, reported: set[str]) -> Layout:
                 data = series.asarray()
                 pages = ArrayPages(data.reshape(-1, *data.shape[len(axes) - len(page_axes) :]))
             calibration = _calibration(tif)
+            description = _description(tif)
     except InputError:
         raise
     except Exception as exc:  # tifffile raises many types for damaged files
         raise InputError(f"{path}: not a readable TIFF ({first_line(exc)})") from None
-    return Layout(path, axes, shape, np.dtype(dtype), page_axes, pages, calibration)
+    return Layout(path, axes, shape, np.dtype(dtype), page_axes, pages, calibration, description)
+
+
+def _description(tif: tifffile.TiffFile) -> dict[str, Any]:
+    """What our writer recorded in a file (:class:`TiffStackWriter`'s ``description``: in
+    the ImageJ ``Info``, or tifffile's shaped description); empty for other files."""
+    recorded = (tif.imagej_metadata or {}).get("Info")
+    if recorded is None and tif.shaped_metadata:
+        recorded = tif.shaped_metadata[0].get("ernet")
+    try:
+        values = json.loads(recorded) if isinstance(recorded, str) else None
+    except json.JSONDecodeError:
+        return {}
+    return values if isinstance(values, dict) else {}
 
 
 def _check_complete(
