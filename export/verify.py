@@ -1,10 +1,12 @@
 """Accuracy and CPU-speed checks of a reduced-precision artefact against the fp32 model.
 
 Both models segment the same frames through the runtime (same tiling, same
-normalisation, ONNX Runtime on the CPU); the report gives per-pixel argmax
-agreement over all classes, the IoU of each foreground class against the labels for
-both and their difference, and the latency of one batch of tiles. Gates: fp16 on
-agreement, int8 on the largest IoU drop of any class.
+normalisation, ONNX Runtime on the CPU), one after the other; the report gives per-pixel
+argmax agreement over all classes, each class's agreement IoU between the two models'
+class maps, the IoU of each labelled class against the labels for both and their
+difference, and the latency of one batch of tiles. Gates: fp16 on agreement, overall and
+in every class; int8 on the largest IoU drop of any labelled class and on agreement in
+every class.
 """
 
 from __future__ import annotations
@@ -19,11 +21,20 @@ from typing import Any
 import numpy as np
 
 from ernet.runtime import RunSpec, Segmenter
-from ernet.runtime.evaluation import LabelledFrames, confusion_matrix, scores, truth_ids
+from ernet.runtime.evaluation import LabelledFrames, confusion_matrix, in_label_classes, scores, truth_ids
 from ernet.training.synthetic import generate
 
 #: fp16 must agree with fp32 on at least this share of pixels, on every frame set.
 MIN_FP16_AGREEMENT = 0.995
+#: A variant's class map must overlap the fp32 model's at least this much (IoU) in every
+#: class either predicts, so that a rare class cannot flip unnoticed under the overall
+#: agreement, and a class the labels do not have (sheets on the real frames) is checked
+#: too. Measured: the default model's variants 0.99 or more; ERnet-v2's example (random
+#: weights, logits close to ties everywhere) fp16 0.987-0.998, int8 0.66-0.80.
+MIN_CLASS_AGREEMENT = {"fp16": 0.95, "int8": 0.90}
+#: Classes rarer than this share of the pixels (in both maps) are left to the overall
+#: agreement: a few pixels' IoU says nothing (a barely trained model's few ER pixels).
+MIN_CLASS_SHARE = 0.005
 #: int8 may lose at most this much ER IoU (on real frames when present).
 MAX_INT8_IOU_DROP = 0.01
 #: Seeds of the generated check frames (512 x 512, with labels); training uses its own.
@@ -38,13 +49,15 @@ def generated_frames(seeds: Iterable[int] = CHECK_SEEDS) -> LabelledFrames:
 
 @dataclass
 class Comparison:
-    """One frame set through the reference and the variant: per-pixel agreement, and
-    each foreground class's IoU against the labels."""
+    """One frame set through the reference and the variant: per-pixel agreement, each
+    model class's IoU between the two models' class maps, and each labelled class's IoU
+    against the labels (a multi-class model on binary labels: its foreground)."""
 
     dataset: str
     frames: int
     pixels: int
     argmax_agreement: float
+    class_agreement: dict[str, float]
     iou_reference: dict[str, float]
     iou_variant: dict[str, float]
 
@@ -57,6 +70,18 @@ class Comparison:
         """The largest drop of any class (classes absent from labels and masks left out)."""
         drops = [d for d in self.iou_drops.values() if np.isfinite(d)]
         return max(drops) if drops else 0.0
+
+    #: Each class's share of the pixels, in either model's class map.
+    class_share: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def least_class_agreement(self) -> float:
+        """The lowest agreement IoU of the classes that cover at least :data:`MIN_CLASS_SHARE`
+        of the pixels in either model's map (1.0 if none does)."""
+        gated = [
+            v for k, v in self.class_agreement.items() if self.class_share.get(k, 0.0) >= MIN_CLASS_SHARE
+        ]
+        return min(gated) if gated else 1.0
 
 
 @dataclass
@@ -77,6 +102,7 @@ class VariantReport:
         for row, comparison in zip(out["comparisons"], self.comparisons, strict=True):
             row["iou_drops"] = comparison.iou_drops
             row["iou_drop"] = comparison.iou_drop
+            row["least_class_agreement"] = comparison.least_class_agreement
         return out
 
     def lines(self) -> list[str]:
@@ -87,7 +113,12 @@ class VariantReport:
                 f"{name} IoU {c.iou_reference[name]:.4f} -> {c.iou_variant[name]:.4f} (drop {drop:+.4f})"
                 for name, drop in c.iou_drops.items()
             )
+            agreement = ", ".join(
+                f"{name} {iou:.4f} ({c.class_share[name]:.1%} of pixels)"
+                for name, iou in c.class_agreement.items()
+            )
             out.append(f"  {c.dataset}: {c.frames} frames, argmax agreement {c.argmax_agreement:.4%}, {ious}")
+            out.append(f"    agreement IoU per class: {agreement}")
         latency = self.cpu_batch_latency_s
         out.append(
             f"  CPU latency of one batch: {latency['reference']:.3f} s -> {latency['variant']:.3f} s "
@@ -98,30 +129,57 @@ class VariantReport:
         return out
 
 
-def foreground_ious(
+def class_ious(
     labels: list[np.ndarray], truth: list[np.ndarray], class_names: tuple[str, ...]
 ) -> dict[str, float]:
-    """The IoU of each foreground class over all pixels of all frames."""
+    """The IoU of each foreground class over all pixels of all frames (NaN for a class in
+    neither)."""
     k = len(class_names)
     matrix = sum(confusion_matrix(p, truth_ids(t, k), k) for p, t in zip(labels, truth, strict=True))
     s = scores(np.asarray(matrix), class_names)
     return {name: s[f"iou_{name}"] for name in class_names[1:]}
 
 
-def compare(reference: Segmenter, variant: Segmenter, data: LabelledFrames) -> Comparison:
-    """Segment ``data`` with both models and compare the class maps."""
-    ref = [reference.segment(f) for f in data.frames]
-    var = [variant.segment(f) for f in data.frames]
-    pixels = sum(r.size for r in ref)
-    agree = sum(int((r == v).sum()) for r, v in zip(ref, var, strict=True))
-    names = reference.contract.class_names
+@dataclass
+class Segmented:
+    """One model's class maps of every frame set, its classes and its batch latency."""
+
+    labels: list[list[np.ndarray]]
+    class_names: tuple[str, ...]
+    latency: float
+
+
+def segment_sets(model: Path, datasets: list[LabelledFrames]) -> Segmented:
+    """Segment every frame set with ``model`` on the CPU (raw labels: no minimum object
+    size); the model is released before this returns, so two models never hold memory
+    at once."""
+    with Segmenter(RunSpec(model, "cpu", min_object_size=0)) as seg:
+        labels = [[seg.segment(f) for f in data.frames] for data in datasets]
+        return Segmented(labels, seg.contract.class_names, batch_latency(seg))
+
+
+def compare(
+    reference: list[np.ndarray], variant: list[np.ndarray], data: LabelledFrames, classes: tuple[str, ...]
+) -> Comparison:
+    """Compare two models' class maps of ``data`` (models of ``classes``) with each other
+    and with its labels."""
+    pixels = sum(r.size for r in reference)
+    agree = sum(int((r == v).sum()) for r, v in zip(reference, variant, strict=True))
+    share = {
+        name: sum(int(((r == k) | (v == k)).sum()) for r, v in zip(reference, variant, strict=True)) / pixels
+        for k, name in enumerate(classes[1:], start=1)
+    }
+    as_labelled = [in_label_classes(p, classes, data.class_names) for p in (*reference, *variant)]
+    n = len(reference)
     return Comparison(
         data.name,
-        len(ref),
+        n,
         pixels,
         agree / pixels,
-        foreground_ious(ref, data.labels, names),
-        foreground_ious(var, data.labels, names),
+        class_ious(variant, reference, classes),
+        class_ious(as_labelled[:n], data.labels, data.class_names),
+        class_ious(as_labelled[n:], data.labels, data.class_names),
+        share,
     )
 
 
@@ -141,26 +199,35 @@ def check_variant(
     reference: Path, variant: Path, precision: str, datasets: list[LabelledFrames], artefact: str
 ) -> VariantReport:
     """Compare ``variant`` with ``reference`` on ``datasets`` and apply the precision's gate."""
-    with (
-        Segmenter(RunSpec(reference, "cpu", min_object_size=0)) as ref,
-        Segmenter(RunSpec(variant, "cpu", min_object_size=0)) as var,
-    ):
-        comparisons = [compare(ref, var, data) for data in datasets]
-        latency = {"reference": batch_latency(ref), "variant": batch_latency(var)}
+    ref, var = segment_sets(reference, datasets), segment_sets(variant, datasets)
+    comparisons = [
+        compare(r, v, data, ref.class_names)
+        for r, v, data in zip(ref.labels, var.labels, datasets, strict=True)
+    ]
+    latency = {"reference": ref.latency, "variant": var.latency}
     notes = []
+    if precision not in MIN_CLASS_AGREEMENT:
+        raise ValueError(f"no accuracy gate for precision {precision!r}")
+    least = MIN_CLASS_AGREEMENT[precision]
+    agreeing = all(c.least_class_agreement >= least for c in comparisons)
     if precision == "fp16":
-        gate = f"argmax agreement >= {MIN_FP16_AGREEMENT:.1%} on every frame set"
-        passed = all(c.argmax_agreement >= MIN_FP16_AGREEMENT for c in comparisons)
+        gate = (
+            f"argmax agreement >= {MIN_FP16_AGREEMENT:.1%} and every class's agreement IoU >= {least} "
+            f"on every frame set (classes on >= {MIN_CLASS_SHARE:.1%} of the pixels)"
+        )
+        passed = agreeing and all(c.argmax_agreement >= MIN_FP16_AGREEMENT for c in comparisons)
         notes.append(
             "ONNX Runtime's x86 CPU provider has no fp16 convolutions: it runs this graph in fp32 "
             "with the fp16 weights, so the check covers weight rounding, not fp16 arithmetic"
         )
-    elif precision == "int8":
+    else:
         gated = [c for c in comparisons if c.dataset.startswith("real")] or comparisons
-        gate = f"IoU drop of every class <= {MAX_INT8_IOU_DROP} on {gated[0].dataset}"
-        passed = all(c.iou_drop <= MAX_INT8_IOU_DROP for c in gated)
+        gate = (
+            f"IoU drop of every labelled class <= {MAX_INT8_IOU_DROP} on {gated[0].dataset}, and every "
+            f"class's agreement IoU >= {least} on every frame set (classes on >= {MIN_CLASS_SHARE:.1%} "
+            "of the pixels)"
+        )
+        passed = agreeing and all(c.iou_drop <= MAX_INT8_IOU_DROP for c in gated)
         if latency["variant"] >= latency["reference"]:
             notes.append("int8 is not faster than fp32 on this CPU: deploy model.onnx here")
-    else:
-        raise ValueError(f"no accuracy gate for precision {precision!r}")
     return VariantReport(artefact, precision, reference.name, gate, comparisons, latency, passed, notes)

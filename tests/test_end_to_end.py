@@ -47,7 +47,9 @@ def test_train_export_infer(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "best frame-mean validation foreground IoU" in done.stdout
     model = tmp_path / "model.onnx"
-    done = run_cli("ernet-export", tmp_path / "run" / "best.pt", "-o", model)
+    # Four optimiser steps leave ER logits close to ties, which int8 flips: its gate refuses
+    # such a model (per-class agreement), rightly; int8 is checked on the default model.
+    done = run_cli("ernet-export", tmp_path / "run" / "best.pt", "-o", model, "--variants", "fp16")
     assert done.returncode == 0, done.stderr
     done = run_cli(
         "ernet-simulate", stacks, "--count", "1", "--frames", "6", "--size", "130x70", "--bit-depth", "16"

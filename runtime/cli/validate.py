@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
+from ..contract import BINARY_CLASSES
 from ..evaluation import REAL_DATA
 from ..evaluation.validate import (
     AGREEMENT_LEGEND,
@@ -26,8 +27,9 @@ from .policy import OVERLAP_HELP, TILE_HELP, command, typer_app
 app = typer_app()
 
 
-def _line(row: dict[str, Any]) -> str:
+def _line(row: dict[str, Any], classes: tuple[str, ...] = ()) -> str:
     text = f"{row['frame']:<16} {row['iou']:6.3f} {row['dice']:6.3f}"
+    text += "".join(f" {row.get(f'iou_{c}', float('nan')):>{max(len(c), 5) + 4}.3f}" for c in classes)
     return text + (
         f" {row['baseline_iou']:13.3f} {row['baseline_dice']:6.3f}" if "baseline_iou" in row else ""
     )
@@ -64,6 +66,7 @@ def validate(
 ) -> None:
     """Score a model (and the classical baseline) on labelled frames, frame by frame."""
     source: dict[str, Any] = {"predictions": str(predictions)}
+    class_names: tuple[str, ...] = BINARY_CLASSES
     if predictions is not None:
         predict = saved_predictions(predictions)
     else:
@@ -76,18 +79,23 @@ def validate(
             "overlap": seg.overlap,
         }
         predict = model_predictions(seg)
+        class_names = seg.contract.class_names
     pairs = labelled_pairs(data)
-    header = f"{'frame':<16} {'IoU':>6} {'Dice':>6}"
-    print(header + (f" {'baseline IoU':>13} {'Dice':>6}" if baseline else ""))
     rows = []
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
+    per_class: tuple[str, ...] = ()
     for name, image_path, truth_path in pairs:
         view = out / f"{name}_agreement.png" if out is not None else None
-        rows.append(score_pair(name, image_path, truth_path, predict, baseline, view))
-        print(_line(rows[-1]))
+        rows.append(score_pair(name, image_path, truth_path, predict, baseline, view, class_names))
+        if len(rows) == 1:  # the header, with a column per class where the labels have them
+            per_class = tuple(c for c in class_names[1:] if f"iou_{c}" in rows[0])
+            header = f"{'frame':<16} {'IoU':>6} {'Dice':>6}"
+            header += "".join(f" {'IoU ' + c:>{max(len(c), 5) + 4}}" for c in per_class)
+            print(header + (f" {'baseline IoU':>13} {'Dice':>6}" if baseline else ""))
+        print(_line(rows[-1], per_class))
     mean = mean_scores(rows)
-    print(_line({"frame": "mean", **mean}))
+    print(_line({"frame": "mean", **mean}, per_class))
     if out is not None:
         with atomic_output(out / "validation.json") as tmp:
             tmp.write_text(json.dumps({**source, "frames": rows, "mean": mean}, indent=2))

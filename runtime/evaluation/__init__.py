@@ -2,7 +2,15 @@
 model on labelled images (``ernet-validate``)."""
 
 from .labelled import REAL_DATA, LabelledFrames, labelled_frames
-from .scores import class_scores, confusion_matrix, foreground_scores, scores, truth_ids
+from .scores import (
+    class_scores,
+    confusion_matrix,
+    foreground_scores,
+    in_label_classes,
+    label_classes,
+    scores,
+    truth_ids,
+)
 
 __all__ = [
     "REAL_DATA",
@@ -10,6 +18,8 @@ __all__ = [
     "class_scores",
     "confusion_matrix",
     "foreground_scores",
+    "in_label_classes",
+    "label_classes",
     "labelled_frames",
     "scores",
     "truth_ids",

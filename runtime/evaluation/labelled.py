@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..contract import BINARY_CLASSES
 from ..io import labelled_pairs, open_image
 
 #: The real, hand-labelled ER frames (``NAME_image.tif`` / ``NAME_mask.tif``): where the
@@ -18,11 +19,13 @@ REAL_DATA = Path(os.environ.get("ERNET_REAL_DATA") or "../shared/data/er-real")
 
 @dataclass(frozen=True)
 class LabelledFrames:
-    """A named set of frames with their labels."""
+    """A named set of frames with their labels, and the classes the labels use (the real
+    frames' and the generator's: background and ER)."""
 
     name: str
     frames: list[np.ndarray]
     labels: list[np.ndarray]
+    class_names: tuple[str, ...] = BINARY_CLASSES
 
 
 def labelled_frames(folder: Path, name: str) -> LabelledFrames | None:

@@ -48,6 +48,32 @@ def truth_ids(truth: np.ndarray, n_classes: int) -> np.ndarray:
     return truth
 
 
+def label_classes(truth: np.ndarray, model_classes: tuple[str, ...]) -> tuple[str, ...]:
+    """The classes some labels use: background and ER where they hold no value but 0 and
+    1 (or 0 and 255); else the model's own classes, whose ids they must be."""
+    values = np.unique(np.asarray(truth))
+    if values.max(initial=0) <= 1 or set(values.tolist()) <= {0, 255}:
+        return BINARY_CLASSES
+    truth_ids(truth, len(model_classes))  # InputError for values that are not its class ids
+    return model_classes
+
+
+def in_label_classes(
+    prediction: np.ndarray, model_classes: tuple[str, ...], label_classes: tuple[str, ...]
+) -> np.ndarray:
+    """A model's class ids as ids of the classes some labels use: unchanged where those are
+    the model's classes; the foreground (every class but background, as 1) where the labels
+    are binary (background and ER) and the model has more classes; else InputError."""
+    if label_classes == model_classes:
+        return np.asarray(prediction)
+    if label_classes == BINARY_CLASSES:
+        return np.asarray(prediction) != 0
+    raise InputError(
+        f"labels of classes {', '.join(label_classes)} cannot score a model of classes "
+        f"{', '.join(model_classes)}"
+    )
+
+
 def class_scores(prediction: np.ndarray, truth: np.ndarray, class_names: tuple[str, ...]) -> dict[str, float]:
     """:func:`scores` of class ids against labels (see :func:`truth_ids`) over all pixels."""
     k = len(class_names)

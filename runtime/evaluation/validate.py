@@ -8,6 +8,7 @@ threshold (scipy).
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Callable
 from pathlib import Path
@@ -15,12 +16,13 @@ from typing import Any
 
 import numpy as np
 
+from ..contract import BINARY_CLASSES
 from ..errors import InputError
 from ..io import atomic_output, mask_path, open_image
 from ..postprocess import overlay
 from ..preprocess import Normalization
 from ..segmenter import Segmenter
-from .scores import foreground_scores
+from .scores import class_scores, foreground_scores, label_classes
 
 #: ``predict(image_path, frames) -> labels`` of all frames of one image, stacked.
 Predict = Callable[[Path, list[np.ndarray]], np.ndarray]
@@ -80,9 +82,12 @@ def score_pair(
     predict: Predict,
     baseline: bool,
     view: Path | None = None,
+    class_names: tuple[str, ...] = BINARY_CLASSES,
 ) -> dict[str, Any]:
-    """Scores of one labelled image or stack (all its frames together); with ``view``,
-    the agreement view of its first frame is written there as PNG."""
+    """Scores of one labelled image or stack (all its frames together): the foreground's
+    IoU and Dice and, where the labels hold the ids of the model's ``class_names`` (more
+    than two), each class's; with ``view``, the agreement view of its first frame is
+    written there as PNG."""
     image, truth = open_image(image_path), open_image(truth_path).data
     if truth.shape != image.shape:
         raise InputError(f"{truth_path}: shape {truth.shape} differs from {image_path}'s {image.shape}")
@@ -90,6 +95,9 @@ def score_pair(
     truth = truth.reshape(len(frames), *image.frame_shape)
     predictions = predict(image_path, frames)
     row: dict[str, Any] = {"frame": name, **foreground_scores(predictions, truth)}
+    if len(class_names) > 2 and label_classes(truth, class_names) == class_names:
+        per_class = class_scores(predictions, truth, class_names)
+        row.update({f"{s}_{c}": per_class[f"{s}_{c}"] for c in class_names[1:] for s in ("iou", "dice")})
     if view is not None:
         write_png(view, agreement_view(frames[0], truth[0], predictions[0]))
     if baseline:
@@ -99,5 +107,10 @@ def score_pair(
 
 
 def mean_scores(rows: list[dict[str, Any]]) -> dict[str, float]:
-    """The mean of each score over the rows."""
-    return {k: statistics.fmean(r[k] for r in rows) for k in rows[0] if k != "frame"}
+    """The mean of each score over the rows that have it (NaN: a class in neither)."""
+    names = dict.fromkeys(k for row in rows for k in row if k != "frame")
+    means = {}
+    for k in names:
+        values = [r[k] for r in rows if k in r and math.isfinite(r[k])]
+        means[k] = statistics.fmean(values) if values else math.nan
+    return means
