@@ -360,6 +360,11 @@ def write_package(
 
     refuse_existing(output, overwrite)
     metadata = read_onnx_metadata(onnx_path)
+    if metadata.contract.normalization.levels:
+        raise PackageError(
+            f"{onnx_path}: its preprocessing truncates to {metadata.contract.normalization.levels + 1} "
+            "levels (ERnet-v2's 8 bits), which bioimage.io's operations cannot express: no package made"
+        )
     model = onnx.load(onnx_path)
     opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
     floor = metadata.contract.normalization.noise_floor

@@ -56,6 +56,12 @@ class Normalization:
         """The original ERNet preprocessing for 8-bit frames: value / 255, no clipping."""
         return cls(mode="scale", scale=255.0, clip=False)
 
+    @classmethod
+    def ernet_v2(cls) -> Normalization:
+        """ERnet-v2's inference preprocessing: the frame's 1st and 99th percentiles to 0
+        and 1, clipped, truncated to 8 bits (``(x * 255).astype(uint8) / 255``)."""
+        return cls(mode="percentile", low=1.0, high=99.0, clip=True, levels=255)
+
     def value_range(self, data: np.ndarray) -> tuple[float, float]:
         """The intensities that map to 0 and 1, computed over all of ``data`` (a frame, or
         frames along its leading axes)."""

@@ -292,3 +292,19 @@ def test_a_model_with_a_noise_floor_packages_on_a_frame_the_floor_leaves_alone(t
     np.testing.assert_array_equal(packaged_input[0, 0], floored_frame)
     summary = test_model(tmp_path / "floored.zip", weight_format="onnx", devices=["CPUExecutionProvider"])
     assert summary.status == "passed"
+
+
+def test_a_model_with_eight_bit_truncation_is_not_packaged(tmp_path: Path) -> None:
+    from ernet.export.bioimageio import PackageError, write_package
+    from ernet.export.exporter import export_checkpoint
+    from ernet.runtime import ModelMetadata, Normalization
+    from ernet.training.checkpoint import save_checkpoint
+    from ernet.training.models.ernet import ERNet, ERNetConfig
+
+    tiny = ERNetConfig(n_feats=4, n_resgroups=1, n_resblocks=1, reduction=2)
+    contract = tiny.contract(32, Normalization.ernet_v2())
+    save_checkpoint(tmp_path / "v2.pt", ERNet(tiny), ModelMetadata(contract, tiny.architecture()))
+    export_checkpoint(tmp_path / "v2.pt", tmp_path / "v2.onnx")
+    with pytest.raises(PackageError, match="truncates to 256 levels .* no package made"):
+        write_package(tmp_path / "v2.onnx", tmp_path / "v2.zip", echo=lambda _: None)
+    assert not (tmp_path / "v2.zip").exists()

@@ -88,8 +88,11 @@ def train(
     ] = None,
     classes: Annotated[str, typer.Option(help="Comma-separated class names, id 0 first.")] = "background,ER",
     normalization: Annotated[
-        Literal["percentile", "scale"],
-        typer.Option(help="percentile: 1-99 % of each frame to 0-1; scale: value / 255 (the original)."),
+        Literal["percentile", "scale", "ernet-v2"],
+        typer.Option(
+            help="percentile: 1-99 % of each frame to 0-1; scale: value / 255 (the original ERNet); "
+            "ernet-v2: percentile, then truncated to 8 bits (ERnet-v2's)."
+        ),
     ] = "percentile",
     noise_floor: Annotated[
         float,
@@ -127,8 +130,9 @@ def train(
         "lr_step": lr_step,
         "lr_gamma": lr_gamma,
     }
-    if normalization == "scale" and noise_floor:
+    if normalization != "percentile" and noise_floor:
         raise typer.BadParameter("applies to --normalization percentile", param_hint="--noise-floor")
+    norms = {"scale": Normalization.original(), "ernet-v2": Normalization.ernet_v2()}
     schedule = {**recipe.schedule(), **{k: v for k, v in given.items() if v is not None}}
     cfg = TrainConfig(
         data=data,
@@ -136,9 +140,7 @@ def train(
         val_data=val_data,
         architecture=ArchitectureSpec(architecture, config),
         class_names=names,
-        normalization=Normalization.original()
-        if normalization == "scale"
-        else Normalization(noise_floor=noise_floor),
+        normalization=norms.get(normalization, Normalization(noise_floor=noise_floor)),
         seed=seed,
         device=device,
         workers=workers,

@@ -100,6 +100,8 @@ def relative_position_index(window: int) -> torch.Tensor:
 class WindowAttention(nn.Module):
     """Multi-head self-attention inside each window, with a learned relative-position bias."""
 
+    relative_position_index: torch.Tensor
+
     def __init__(self, dim: int, heads: int, window: int) -> None:
         super().__init__()
         self.heads = heads
@@ -254,7 +256,7 @@ class ResidualSwin(nn.Module):
 
 
 #: ERnet-v2's inference preprocessing: frame percentiles 1 and 99, clipped, truncated to 8 bits.
-ERNET_V2_NORMALIZATION = Normalization(mode="percentile", low=1.0, high=99.0, clip=True, levels=255)
+ERNET_V2_NORMALIZATION = Normalization.ernet_v2()
 
 _BLOCK_KEY = re.compile(r"^layers\.(\d+)\.residual_group\.blocks\.(\d+)\.")
 
@@ -308,20 +310,24 @@ def infer_config(state: Mapping[str, torch.Tensor]) -> tuple[SwinConfig, int, in
     return config, int(first.shape[1]), int(state["segmentation_decode.weight"].shape[0])
 
 
-def _recognise(state: Mapping[str, torch.Tensor]) -> tuple[ArchitectureSpec, ModelContract]:
-    """A published ERnet-v2 state dict: its configuration, the four classes (tubules
-    forming the network) and ERnet-v2's own preprocessing."""
-    config, in_channels, n_classes = infer_config(state)
-    if n_classes != len(FOUR_CLASSES):
-        raise ValueError(f"a published ERnet-v2 model has 4 output channels, this one {n_classes}")
-    contract = ModelContract(
+def ernet_v2_contract(config: SwinConfig, in_channels: int = 1) -> ModelContract:
+    """The contract of an ERnet-v2 model: the four classes (tubules forming the network),
+    ERnet-v2's own preprocessing, tiles at multiples of the window."""
+    return ModelContract(
         in_channels=in_channels,
         class_names=FOUR_CLASSES,
         network_classes=(TUBULE,),
         normalization=ERNET_V2_NORMALIZATION,
         tiles=TileSpec(size=256, multiple_of=config.window, overlap=0.125),
     )
-    return config.architecture(), contract
+
+
+def _recognise(state: Mapping[str, torch.Tensor]) -> tuple[ArchitectureSpec, ModelContract]:
+    """A published ERnet-v2 state dict: its configuration and :func:`ernet_v2_contract`."""
+    config, in_channels, n_classes = infer_config(state)
+    if n_classes != len(FOUR_CLASSES):
+        raise ValueError(f"a published ERnet-v2 model has 4 output channels, this one {n_classes}")
+    return config.architecture(), ernet_v2_contract(config, in_channels)
 
 
 def adopt_published(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
