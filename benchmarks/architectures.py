@@ -11,9 +11,10 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from ernet.runtime import ModelMetadata, RunSpec, Segmenter
+from ernet.runtime import RunSpec, Segmenter
 from ernet.training.models.ernet import ERNet, ERNetConfig
 
+from .comparison import export_random
 from .measure import timings, uint16_frame
 
 CONFIGS = [
@@ -29,16 +30,7 @@ def seconds_per_frame(
     config: ERNetConfig, folder: Path, tile: int = 256, repeats: int = 3, warmup: int = 1
 ) -> float:
     """Median seconds of ``segment`` on a 1040 x 1392 frame for a random-weight model."""
-    import torch
-
-    from ernet.export.exporter import export_checkpoint
-    from ernet.training.checkpoint import save_checkpoint
-
-    torch.manual_seed(0)
-    checkpoint, model = folder / "model.pt", folder / "model.onnx"
-    metadata = ModelMetadata(config.contract(tile), config.architecture())
-    save_checkpoint(checkpoint, ERNet(config), metadata)
-    export_checkpoint(checkpoint, model, overwrite=True)
+    _, model = export_random(config.architecture(), config.contract(tile), folder)
     seg = Segmenter(RunSpec(model, "cpu"))
     frame = uint16_frame(1040, 1392)
     return statistics.median(timings(lambda: seg.segment(frame), repeats, warmup))

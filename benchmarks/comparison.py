@@ -33,6 +33,22 @@ from .reference import torch_original
 RATE_TILE = 256
 
 
+def export_random(architecture: ArchitectureSpec, contract: ModelContract, folder: Path) -> tuple[Path, Path]:
+    """A checkpoint of ``architecture`` with random weights (seed 0: speed does not depend on
+    them) and its ONNX export, in ``folder``: (``model.pt``, ``model.onnx``)."""
+    import torch
+
+    from ernet.export.exporter import export_checkpoint
+    from ernet.training.checkpoint import save_checkpoint
+    from ernet.training.models import build_model
+
+    checkpoint, onnx_path = folder / "model.pt", folder / "model.onnx"
+    torch.manual_seed(0)
+    save_checkpoint(checkpoint, build_model(architecture, contract), ModelMetadata(contract, architecture))
+    export_checkpoint(checkpoint, onnx_path, overwrite=True)
+    return checkpoint, onnx_path
+
+
 def compare(
     architecture: ArchitectureSpec,
     contract: ModelContract,
@@ -42,26 +58,18 @@ def compare(
 ) -> dict[str, Any]:
     """Timings of one architecture configuration, with ``contract``'s channels, classes and
     normalisation, on each frame size, and its efficiency."""
-    import torch
-
     from ernet.export.artefacts import calibration_frames
-    from ernet.export.exporter import export_checkpoint
     from ernet.export.precision import quantize_int8
-    from ernet.training.checkpoint import save_checkpoint
-    from ernet.training.models import build_model, get_architecture
+    from ernet.training.models import get_architecture
 
     threads = physical_cores()
     registered = get_architecture(architecture.name)
     architecture = registered.complete(architecture)
     contract = replace(contract, tiles=replace(contract.tiles, size=RATE_TILE))
     with tempfile.TemporaryDirectory() as tmp:
-        checkpoint, onnx_path = Path(tmp) / "model.pt", Path(tmp) / "model.onnx"
+        checkpoint, onnx_path = export_random(architecture, contract, Path(tmp))
         int8_path = Path(tmp) / "model.int8.onnx"
-        torch.manual_seed(0)
-        metadata = ModelMetadata(contract, architecture)
-        save_checkpoint(checkpoint, build_model(architecture, contract), metadata)
-        export_checkpoint(checkpoint, onnx_path, overwrite=True)
-        quantize_int8(onnx_path, int8_path, calibration_frames(metadata))
+        quantize_int8(onnx_path, int8_path, calibration_frames(ModelMetadata(contract, architecture)))
         flops = onnx_flops_per_pixel(onnx_path)
         reference = torch_original(checkpoint, threads)
         default = Segmenter(RunSpec(onnx_path, "cpu"))
