@@ -67,3 +67,14 @@ def tiny_onnx(tiny_checkpoint: Path) -> Path:
     path = tiny_checkpoint.with_suffix(".onnx")
     export_checkpoint(tiny_checkpoint, path)
     return path
+
+
+@pytest.fixture(scope="session")
+def ernet_v2_onnx(ernet_v2: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """ERnet-v2's example checkpoint (random weights, released layout) exported to ONNX."""
+    pytest.importorskip("onnx")
+    from ernet.export.exporter import export_checkpoint
+
+    path = tmp_path_factory.mktemp("ernet-v2") / "ernet-v2.onnx"
+    export_checkpoint(ernet_v2 / "example_swinir_nch1.pth", path)
+    return path
