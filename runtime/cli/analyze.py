@@ -21,8 +21,8 @@ from ..contract import BINARY_CLASSES
 from ..errors import InputError
 from ..io import input_stem, open_image, output_path, refuse_existing
 from ..progress import progress
-from .infer import FIGURES_HELP, FRACTIONS_HELP
-from .policy import Failures, command, fail, typer_app
+from .infer import FIGURES_HELP, FRACTIONS_HELP, finish_fractions
+from .policy import Failures, command, typer_app
 
 app = typer_app(extra="analysis")
 #: More distinct values than this in a frame: an intensity image, not class ids.
@@ -134,12 +134,8 @@ def analyze(
             if not quiet:
                 unit = "µm" if options.pixel_size else "px (no pixel size)"
                 print(f"wrote {target} ({image.n_frames} frames, lengths in {unit})", file=sys.stderr)
-    if fractions and failures.count:  # a table of every input or none
-        fail(f"{fractions_csv}: not written, {failures.count} input(s) failed")
-    elif fractions:
-        fractions.finish()
-        if not quiet:
-            print(f"wrote {fractions_csv} ({len(fractions.rows)} frames)", file=sys.stderr)
+    if fractions:
+        finish_fractions(fractions, failures, quiet)
     failures.exit()
 
 

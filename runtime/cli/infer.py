@@ -83,6 +83,17 @@ def _readable(source: Path, failures: Failures) -> bool:
     return False
 
 
+def finish_fractions(fractions: FractionsTable, failures: Failures, quiet: bool) -> None:
+    """Write the fractions CSV if every input succeeded (a table of all or none), else say
+    it was not written."""
+    if failures.count:
+        fail(f"{fractions.path}: not written, {failures.count} input(s) failed")
+        return
+    fractions.finish()
+    if not quiet:
+        print(f"wrote {fractions.path} ({len(fractions.rows)} frames)", file=sys.stderr)
+
+
 def fallback_notes(fallbacks: list[tuple[str, str]], verbose: bool, asked: str) -> list[str]:
     """The providers passed over: a line each with the reason where the user asked for
     one by name or for ``verbose``, else (under ``auto``) one short line."""
@@ -262,12 +273,8 @@ def infer(
             if not quiet:
                 for path in plan.paths():
                     print(f"wrote {path}", file=sys.stderr)
-    if fractions and failures.count:  # a table of every input or none
-        fail(f"{fractions_csv}: not written, {failures.count} input(s) failed")
-    elif fractions:
-        fractions.finish()
-        if not quiet:
-            print(f"wrote {fractions_csv}", file=sys.stderr)
+    if fractions:
+        finish_fractions(fractions, failures, quiet)
     print(
         throughput(frames, pixels, timings, time.perf_counter() - start, segmenter.backend.description)
         + (f"; {failures.count} input(s) failed" if failures.count else "")
