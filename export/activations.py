@@ -14,7 +14,6 @@ reshaped tensors of a windowed transformer: for ERnet-v2 it gave 2 KiB per pixel
 from __future__ import annotations
 
 import math
-import resource
 import subprocess
 import sys
 from collections.abc import Callable
@@ -36,14 +35,18 @@ def _resident() -> tuple[int, int]:
     return int(status["VmRSS"].split()[0]) * 1024, int(status["VmHWM"].split()[0]) * 1024
 
 
-def _peak_growth(run: Callable[[], object]) -> int:
+def _peak_growth(run: Callable[[], object]) -> int | None:
     """How far ``run`` raises this process's peak resident memory above where it was: on
     Linux from a peak reset just before; elsewhere from the peak so far (an undercount
-    where loading the model peaked higher than running it)."""
+    where loading the model peaked higher than running it); None where neither is known."""
     try:
         Path("/proc/self/clear_refs").write_text("5")  # reset the peak to the current size
         before, _ = _resident()
     except OSError:
+        try:
+            import resource
+        except ImportError:  # Windows
+            return None
         scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB elsewhere
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
         run()
@@ -52,28 +55,35 @@ def _peak_growth(run: Callable[[], object]) -> int:
     return _resident()[1] - before
 
 
-def measure_here(model: Path, side: int) -> int:
+def measure_here(model: Path, side: int) -> int | None:
     """Peak resident bytes per pixel that running one ``side`` x ``side`` blank tile adds
-    to this process (which must not have run the model before)."""
+    to this process (which must not have run the model before), at least its input and
+    logits in float32; None where this system does not say."""
     from ernet.runtime import RunSpec
     from ernet.runtime.backends import OnnxRuntimeBackend
 
     backend = OnnxRuntimeBackend(RunSpec(model, "cpu"))
-    tile = np.zeros((1, backend.metadata.contract.in_channels, side, side), np.float32)
-    return max(1, math.ceil(_peak_growth(lambda: backend.run(tile)) / (side * side)))
+    contract = backend.metadata.contract
+    tile = np.zeros((1, contract.in_channels, side, side), np.float32)
+    grown = _peak_growth(lambda: backend.run(tile))
+    if grown is None:
+        return None
+    return max(4 * (contract.in_channels + contract.n_classes), math.ceil(grown / (side * side)))
 
 
-def measure(model: Path, multiple_of: int = 1) -> int:
+def measure(model: Path, multiple_of: int = 1) -> int | None:
     """The activation bytes per tile pixel of ``model`` on ONNX Runtime's CPU provider,
-    measured in a fresh process on a :data:`MEASURE_SIDE` tile."""
+    measured in a fresh process on a :data:`MEASURE_SIDE` tile; None where the system
+    does not report memory (the runtime then assumes its default)."""
     side = -(-MEASURE_SIDE // multiple_of) * multiple_of
     done = subprocess.run(
         [sys.executable, "-m", __name__, str(model), str(side)], capture_output=True, text=True
     )
-    if done.returncode != 0 or not done.stdout.strip().isdigit():
+    answer = done.stdout.strip()
+    if done.returncode != 0 or not (answer.isdigit() or answer == "None"):
         reason = (done.stderr.strip().splitlines() or ["no output"])[-1]
         raise ModelError(f"{model}: its activation memory could not be measured ({reason})")
-    return int(done.stdout)
+    return int(answer) if answer.isdigit() else None
 
 
 if __name__ == "__main__":

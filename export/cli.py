@@ -20,7 +20,7 @@ def export(
     checkpoint: Annotated[
         Path,
         typer.Argument(
-            help="Checkpoint (ours or a published ERNet one), or an exported fp32 .onnx "
+            help="Checkpoint (ours, or a published ERNet or ERnet-v2 one), or an exported fp32 .onnx "
             "(e.g. the embedded default model) to derive the variants from."
         ),
     ],
