@@ -10,8 +10,10 @@
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -104,6 +106,25 @@ class _Frames:
         return None if frame is None else {INPUT_NAME: frame[None].astype(np.float32)}
 
 
+class _RankOneWeights(logging.Filter):
+    """Drops ONNX Runtime's warning, once per rank-1 weight (a LayerNorm's scale), that a
+    per-channel axis is out of range: it then quantises that weight per tensor, as it should."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "is out-of-range for weight" not in record.getMessage()
+
+
+@contextmanager
+def _filtered(noise: logging.Filter) -> Iterator[None]:
+    """The root logger without what ``noise`` drops, inside the block."""
+    root = logging.getLogger()
+    root.addFilter(noise)
+    try:
+        yield
+    finally:
+        root.removeFilter(noise)
+
+
 def quantize_int8(reference: Path, output: Path, calibration: Iterable[np.ndarray]) -> None:
     """Statically quantise ``reference`` (fp32 ONNX) into ``output`` (QDQ), calibrating
     activation ranges (min/max) on ``calibration``: normalised C x H x W frames."""
@@ -119,7 +140,7 @@ def quantize_int8(reference: Path, output: Path, calibration: Iterable[np.ndarra
     class Reader(_Frames, CalibrationDataReader):
         pass
 
-    with tempfile.TemporaryDirectory(prefix="ernet-int8-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="ernet-int8-") as tmp, _filtered(_RankOneWeights()):
         prepared = Path(tmp) / "prepared.onnx"
         quant_pre_process(str(reference), str(prepared), skip_symbolic_shape=True)
         quantize_static(

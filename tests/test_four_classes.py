@@ -268,3 +268,21 @@ def test_variant_gates_fail_a_variant_that_loses_one_class(
     assert comparison["class_agreement"]["sheet"] == 0.0 and comparison["least_class_agreement"] == 0.0
     assert comparison["iou_drop"] == 0.0  # the foreground, all the labels see, is unchanged
     assert not variant_path(reference, precision).exists()
+
+
+def test_int8_of_a_swin_model_runs_and_is_quiet(
+    tiny_swin_onnx: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """ONNX Runtime's quantiser warns once per LayerNorm scale (rank 1: no channel axis)
+    and quantises it per tensor; those warnings are not the user's business."""
+    from ernet.export.artefacts import calibration_frames
+    from ernet.export.precision import quantize_int8
+    from ernet.runtime.backends import read_onnx_metadata
+
+    quantize_int8(
+        tiny_swin_onnx, tmp_path / "m.int8.onnx", calibration_frames(read_onnx_metadata(tiny_swin_onnx))
+    )
+    assert "out-of-range" not in caplog.text
+    frame = np.random.default_rng(0).integers(0, 4000, (40, 50)).astype(np.uint16)
+    with Segmenter(tmp_path / "m.int8.onnx", provider="cpu") as seg:
+        assert seg.segment(frame).shape == (40, 50)
