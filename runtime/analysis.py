@@ -276,7 +276,9 @@ def region_areas(mask: np.ndarray, min_size: int = 1) -> np.ndarray:
     pixels (e.g. the sheets of a frame)."""
     from scipy import ndimage
 
-    pieces, n = ndimage.label(mask, structure=np.ones((3, 3), bool))
+    from .postprocess import EIGHT_CONNECTED
+
+    pieces, n = ndimage.label(mask, structure=EIGHT_CONNECTED)
     areas = np.bincount(pieces.ravel(), minlength=n + 1)[1:].astype(float)
     return areas[areas >= min_size]
 
