@@ -16,6 +16,8 @@ from typing import Any
 from .preprocess import Normalization
 
 BINARY_CLASSES = ("background", "ER")
+#: ERnet-v2's classes: tubules, sheets and sheet-based tubules (dense tubular matrices).
+FOUR_CLASSES = ("background", "tubule", "sheet", "SBT")
 #: Activation bytes per tile pixel assumed for a model that does not say: about the
 #: published-size ERNet's (measured on ONNX Runtime's CPU provider: 1849).
 UNKNOWN_ACTIVATION_BYTES = 2048

@@ -25,13 +25,13 @@ ERNET_OPTIONS = {
 }
 
 
-def parse_options(values: list[str]) -> dict[str, Any]:
+def parse_options(values: list[str], option: str = "--option") -> dict[str, Any]:
     """``["window=8", "ratio=2.0"]`` -> ``{"window": 8, "ratio": 2.0}``: values as JSON, else text."""
     out: dict[str, Any] = {}
     for value in values:
         key, sep, text = value.partition("=")
         if not sep or not key.strip():
-            raise typer.BadParameter(f"expected KEY=VALUE, got {value!r}", param_hint="--option")
+            raise typer.BadParameter(f"expected KEY=VALUE, got {value!r}", param_hint=option)
         try:
             out[key.strip()] = json.loads(text)
         except json.JSONDecodeError:
@@ -87,6 +87,13 @@ def train(
         int | None, typer.Option(help="ERNet's r: channel-attention reduction. [preset]")
     ] = None,
     classes: Annotated[str, typer.Option(help="Comma-separated class names, id 0 first.")] = "background,ER",
+    network_classes: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated classes that form the ER network (its graph; the ER of binary labels); "
+            "default: every class but the background."
+        ),
+    ] = None,
     normalization: Annotated[
         Literal["percentile", "scale", "ernet-v2"],
         typer.Option(
@@ -140,6 +147,9 @@ def train(
         val_data=val_data,
         architecture=ArchitectureSpec(architecture, config),
         class_names=names,
+        network_classes=None
+        if network_classes is None
+        else tuple(n.strip() for n in network_classes.split(",")),
         normalization=norms.get(normalization, Normalization(noise_floor=noise_floor)),
         seed=seed,
         device=device,
@@ -166,8 +176,25 @@ def simulate(
             min=0.0, max=1.0, help="Share of stacks with no cell in view (background and noise, no ER)."
         ),
     ] = 0.0,
+    classes: Annotated[
+        Literal["binary", "four"],
+        typer.Option(
+            help="Labels: binary (the original ERNet's: the tubular network is ER; sheets and the "
+            "saturated perinuclear region are background) or four (background, tubule, sheet, SBT)."
+        ),
+    ] = "binary",
+    set_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="A generator range, KEY=[LOW,HIGH] (repeatable; SyntheticConfig's fields), e.g. "
+            "sheet_extent=[0,0] to draw no sheets.",
+        ),
+    ] = None,
 ) -> None:
     """Generate synthetic ER frames with exact labels: NAME_image.tif + NAME_mask.tif."""
+    import dataclasses
+
     import numpy as np
     import tifffile
 
@@ -179,7 +206,26 @@ def simulate(
         height, width = (int(v) for v in size.lower().split("x"))
     except ValueError:
         raise ValueError(f"--size {size!r}: expected HEIGHTxWIDTH, e.g. 512x512") from None
-    cfg = SyntheticConfig(height=height, width=width, bit_depth=bit_depth, empty_fields=empty_fraction)
+    ranges = {f.name for f in dataclasses.fields(SyntheticConfig) if f.type == "Range"}
+    changes = parse_options(set_ or [], "--set")
+    for key, value in changes.items():
+        if key not in ranges:
+            raise typer.BadParameter(
+                f"{key}: not a generator range ({', '.join(sorted(ranges))})", param_hint="--set"
+            )
+        if not (
+            isinstance(value, list) and len(value) == 2 and all(isinstance(v, int | float) for v in value)
+        ):
+            raise typer.BadParameter(f"{key}: expected [LOW,HIGH], got {value!r}", param_hint="--set")
+        changes[key] = (float(value[0]), float(value[1]))
+    cfg = SyntheticConfig(
+        height=height,
+        width=width,
+        bit_depth=bit_depth,
+        empty_fields=empty_fraction,
+        classes=classes,
+        **changes,
+    )
     out.mkdir(parents=True, exist_ok=True)
     axes = "TYX" if frames > 1 else "YX"
     for i in range(count):
@@ -188,7 +234,7 @@ def simulate(
             data = np.stack([getattr(f, kind) for f in stack]) if frames > 1 else getattr(stack[0], kind)
             with atomic_output(out / f"synthetic_{i:04d}_{kind}.tif") as tmp:
                 tifffile.imwrite(tmp, data, imagej=True, metadata={"axes": axes})
-    print(f"wrote {count} image/mask pairs to {out}")
+    print(f"wrote {count} image/mask pairs to {out} (classes: {', '.join(cfg.class_names)})")
 
 
 def train_main() -> None:

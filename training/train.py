@@ -43,6 +43,8 @@ class TrainConfig:
     #: The network: a registered architecture and its options (the rest from its defaults).
     architecture: ArchitectureSpec = field(default_factory=ArchitectureSpec)
     class_names: tuple[str, ...] = BINARY_CLASSES
+    #: The classes that form the ER network (analysis; binary labels' ER); None: every class but background.
+    network_classes: tuple[str, ...] | None = None
     normalization: Normalization = field(default_factory=Normalization)
     epochs: int = 100
     steps_per_epoch: int = 100
@@ -61,6 +63,8 @@ class TrainConfig:
         for key in ("data", "out", "val_data", "resume"):
             out[key] = None if out[key] is None else str(out[key])
         out["class_names"] = list(self.class_names)
+        if self.network_classes is not None:
+            out["network_classes"] = list(self.network_classes)
         return out
 
 
@@ -140,8 +144,14 @@ def train(cfg: TrainConfig, quiet: bool = False) -> dict[str, Any]:
     """Train, writing ``last.pt`` and ``best.pt`` to ``cfg.out``; returns the final summary."""
     architecture = get_architecture(cfg.architecture.name)
     spec = architecture.complete(cfg.architecture)
+    unknown = set(cfg.network_classes or ()) - set(cfg.class_names[1:])
+    if unknown:
+        raise ValueError(f"network classes {', '.join(sorted(unknown))} are not foreground classes")
     contract = ModelContract(
         class_names=cfg.class_names,
+        network_classes=None
+        if cfg.network_classes is None
+        else tuple(cfg.class_names.index(c) for c in cfg.network_classes),
         normalization=cfg.normalization,
         tiles=TileSpec(cfg.crop, architecture.tile_multiple(spec)),
     )

@@ -23,15 +23,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from ernet.runtime.contract import ModelContract, TileSpec
+from ernet.runtime.contract import FOUR_CLASSES, ModelContract, TileSpec
 from ernet.runtime.metadata import ArchitectureSpec
 from ernet.runtime.preprocess import Normalization
 
 from . import Architecture, Fp16Policy, register
 
 NAME = "ERnetV2-Swin"
-#: The project's four classes, in class-id order (ERnet-v2's training labels).
-FOUR_CLASSES = ("background", "tubule", "sheet", "SBT")
 #: For each class id, the logit channel of a published checkpoint that holds it.
 PUBLISHED_CHANNEL_OF_CLASS = (0, 2, 3, 1)
 #: The class id whose skeleton ERnet-v2's graph analysis measures.
