@@ -164,7 +164,7 @@ def export_all(
         echo(f"{output.name} (fp32) vs PyTorch:")
         for result in results:
             echo(f"  {result}")
-    datasets = [generated_frames()]
+    datasets = [generated_frames(class_names=read_onnx_metadata(output).contract.class_names)]
     real = labelled_frames(real_data, f"real ({real_data})") if real_data is not None else None
     if real is not None:
         datasets.append(real)

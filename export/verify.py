@@ -21,8 +21,9 @@ from typing import Any
 import numpy as np
 
 from ernet.runtime import RunSpec, Segmenter
+from ernet.runtime.contract import BINARY_CLASSES, FOUR_CLASSES
 from ernet.runtime.evaluation import LabelledFrames, confusion_matrix, in_label_classes, scores, truth_ids
-from ernet.training.synthetic import generate
+from ernet.training.synthetic import SyntheticConfig, generate
 
 #: fp16 must agree with fp32 on at least this share of pixels, on every frame set.
 MIN_FP16_AGREEMENT = 0.995
@@ -41,17 +42,21 @@ MAX_INT8_IOU_DROP = 0.01
 CHECK_SEEDS = range(9000, 9004)
 
 
-def generated_frames(seeds: Iterable[int] = CHECK_SEEDS) -> LabelledFrames:
-    """Frames from the synthetic generator, with the labels it drew."""
-    drawn = [generate(seed) for seed in seeds]
-    return LabelledFrames("generated", [d.image for d in drawn], [d.mask for d in drawn])
+def generated_frames(
+    seeds: Iterable[int] = CHECK_SEEDS, class_names: tuple[str, ...] = BINARY_CLASSES
+) -> LabelledFrames:
+    """Frames from the synthetic generator, with the labels it drew: ERnet-v2's four
+    classes for a model of those, else binary."""
+    config = SyntheticConfig(classes="four" if class_names == FOUR_CLASSES else "binary")
+    drawn = [generate(seed, config) for seed in seeds]
+    return LabelledFrames("generated", [d.image for d in drawn], [d.mask for d in drawn], config.class_names)
 
 
 @dataclass
 class Comparison:
     """One frame set through the reference and the variant: per-pixel agreement, each
     model class's IoU between the two models' class maps, and each labelled class's IoU
-    against the labels (a multi-class model on binary labels: its foreground)."""
+    against the labels (a multi-class model on binary labels: its network classes)."""
 
     dataset: str
     frames: int
@@ -146,6 +151,7 @@ class Segmented:
 
     labels: list[list[np.ndarray]]
     class_names: tuple[str, ...]
+    network: tuple[int, ...] | None
     latency: float
 
 
@@ -155,21 +161,25 @@ def segment_sets(model: Path, datasets: list[LabelledFrames]) -> Segmented:
     at once."""
     with Segmenter(RunSpec(model, "cpu", min_object_size=0)) as seg:
         labels = [[seg.segment(f) for f in data.frames] for data in datasets]
-        return Segmented(labels, seg.contract.class_names, batch_latency(seg))
+        return Segmented(labels, seg.contract.class_names, seg.contract.network_classes, batch_latency(seg))
 
 
 def compare(
-    reference: list[np.ndarray], variant: list[np.ndarray], data: LabelledFrames, classes: tuple[str, ...]
+    reference: list[np.ndarray],
+    variant: list[np.ndarray],
+    data: LabelledFrames,
+    classes: tuple[str, ...],
+    network: tuple[int, ...] | None = None,
 ) -> Comparison:
-    """Compare two models' class maps of ``data`` (models of ``classes``) with each other
-    and with its labels."""
+    """Compare two models' class maps of ``data`` (models of ``classes`` whose ER network is
+    ``network``) with each other and with its labels."""
     pixels = sum(r.size for r in reference)
     agree = sum(int((r == v).sum()) for r, v in zip(reference, variant, strict=True))
     share = {
         name: sum(int(((r == k) | (v == k)).sum()) for r, v in zip(reference, variant, strict=True)) / pixels
         for k, name in enumerate(classes[1:], start=1)
     }
-    as_labelled = [in_label_classes(p, classes, data.class_names) for p in (*reference, *variant)]
+    as_labelled = [in_label_classes(p, classes, data.class_names, network) for p in (*reference, *variant)]
     n = len(reference)
     return Comparison(
         data.name,
@@ -201,7 +211,7 @@ def check_variant(
     """Compare ``variant`` with ``reference`` on ``datasets`` and apply the precision's gate."""
     ref, var = segment_sets(reference, datasets), segment_sets(variant, datasets)
     comparisons = [
-        compare(r, v, data, ref.class_names)
+        compare(r, v, data, ref.class_names, ref.network)
         for r, v, data in zip(ref.labels, var.labels, datasets, strict=True)
     ]
     latency = {"reference": ref.latency, "variant": var.latency}

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .contract import ModelContract
-from .models import default_model_path
+from .models import default_model_path, resolve_model
 from .resources import available_memory
 from .tiling import TilePlan
 
@@ -30,8 +30,9 @@ UNKNOWN_MEMORY = 2 << 30
 class RunSpec:
     """How to run a model: which artefact, on which provider, in which tiles.
 
-    ``model`` is an exported ONNX file (None: the embedded default model, unless an
-    ``engine`` is given, which carries its model). ``provider``: ``auto``, ``tensorrt``
+    ``model`` is an exported ONNX file or an embedded model's name (``default``,
+    ``default-4class``; None: the embedded default model, unless an ``engine`` is given,
+    which carries its model). ``provider``: ``auto``, ``tensorrt``
     (native), ``ort-tensorrt``, ``cuda`` or ``cpu``; an explicitly named provider that
     cannot start is an error unless ``fallback``. ``tile`` and ``overlap`` default to the
     model's contract (on the CPU, tiles grow to whole frames where memory allows),
@@ -70,6 +71,8 @@ class RunSpec:
             value = getattr(self, name)
             if value is not None and not isinstance(value, Path):
                 object.__setattr__(self, name, Path(value))
+        if self.model is not None:
+            object.__setattr__(self, "model", resolve_model(self.model))
         if self.batch < 1:
             raise ValueError("batch must be at least 1")
         if self.tile is not None and self.tile < 1:

@@ -182,3 +182,14 @@ def test_variants_of_an_exported_model_without_its_checkpoint(tmp_path: Path) ->
         "default.onnx",
         "default.parity.json",
     ]
+
+
+def test_generated_check_frames_follow_the_model_s_classes() -> None:
+    from ernet.runtime.contract import BINARY_CLASSES, FOUR_CLASSES
+
+    four = verify.generated_frames(range(9000, 9002), FOUR_CLASSES)
+    assert four.class_names == FOUR_CLASSES
+    assert {2, 3} <= set(np.unique(np.concatenate([m.ravel() for m in four.labels])).tolist())
+    binary = verify.generated_frames(range(9000, 9002))
+    assert binary.class_names == BINARY_CLASSES and max(m.max() for m in binary.labels) == 1
+    np.testing.assert_array_equal(binary.frames[0], four.frames[0])  # the same frames, labelled twice

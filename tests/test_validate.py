@@ -31,6 +31,34 @@ def test_frame_scores() -> None:
     assert foreground_scores(np.array([[0, 1], [0, 0]]), truth) == pytest.approx({"iou": 1 / 3, "dice": 0.5})
 
 
+def test_binary_labels_score_a_four_class_model_by_its_network(tmp_path: Path) -> None:
+    from ernet.runtime.contract import FOUR_CLASSES
+    from ernet.runtime.evaluation.validate import score_pair
+
+    truth = np.zeros((8, 8), np.uint8)
+    truth[:, :4] = 1  # ERNet's labels: the tubular network is ER
+    classes = np.zeros((1, 8, 8), np.uint8)
+    classes[0, :, :2], classes[0, :, 2:4], classes[0, :, 4:6] = 1, 3, 2  # tubule, SBT, sheet
+    tifffile.imwrite(tmp_path / "f_image.tif", np.zeros((8, 8), np.uint8))
+    tifffile.imwrite(tmp_path / "f_mask.tif", truth)
+
+    def score(network: tuple[int, ...] | None) -> float:
+        predict = lambda path, frames: classes  # noqa: E731
+        args = (
+            tmp_path / "f_image.tif",
+            tmp_path / "f_mask.tif",
+            predict,
+            False,
+            None,
+            FOUR_CLASSES,
+            network,
+        )
+        return score_pair("f", *args)["iou"]
+
+    assert score((1, 3)) == 1.0  # tubules and SBT are the labels' ER; sheets are not
+    assert score(None) == pytest.approx(4 / 6)  # a model without network classes: its foreground
+
+
 def test_validate_cli(tiny_onnx: Path, tmp_path: Path) -> None:
     for i in range(2):
         frame = generate(i, SyntheticConfig(height=96, width=120))

@@ -125,7 +125,12 @@ def infer(
         list[Path], typer.Argument(help="Images (TIFF, PNG, JPG) or TIFF stacks.", show_default=False)
     ],
     model: Annotated[
-        Path | None, typer.Option("--model", "-m", help="ERNet ONNX model; default: the embedded one.")
+        Path | None,
+        typer.Option(
+            "--model",
+            "-m",
+            help="ONNX model, or an embedded model by name (default, default-4class); default: default.",
+        ),
     ] = None,
     provider: Annotated[
         Provider, typer.Option(help="Execution provider; auto: the fastest that starts here.")

@@ -97,7 +97,12 @@ def live(
         typer.Option(help="Micro-Manager configuration file; default: the demo microscope (generated ER)."),
     ] = None,
     model: Annotated[
-        Path | None, typer.Option("--model", "-m", help="Model; default: the embedded one.")
+        Path | None,
+        typer.Option(
+            "--model",
+            "-m",
+            help="ONNX model, or an embedded model by name (default, default-4class); default: default.",
+        ),
     ] = None,
     provider: Annotated[Provider, typer.Option(help="Execution provider, as for ernet-infer.")] = "auto",
     channel: Annotated[str | None, typer.Option(help="Segment only this channel configuration.")] = None,

@@ -46,7 +46,12 @@ def validate(
         ),
     ] = REAL_DATA,
     model: Annotated[
-        Path | None, typer.Option("--model", "-m", help="ONNX model; default: the embedded one.")
+        Path | None,
+        typer.Option(
+            "--model",
+            "-m",
+            help="ONNX model, or an embedded model by name (default, default-4class); default: default.",
+        ),
     ] = None,
     provider: Annotated[Provider, typer.Option(help="Execution provider, as for ernet-infer.")] = "auto",
     tile: Annotated[int | None, typer.Option(min=1, help=TILE_HELP)] = None,
@@ -67,6 +72,7 @@ def validate(
     """Score a model (and the classical baseline) on labelled frames, frame by frame."""
     source: dict[str, Any] = {"predictions": str(predictions)}
     class_names: tuple[str, ...] = BINARY_CLASSES
+    network: tuple[int, ...] | None = None
     if predictions is not None:
         predict = saved_predictions(predictions)
     else:
@@ -79,7 +85,7 @@ def validate(
             "overlap": seg.overlap,
         }
         predict = model_predictions(seg)
-        class_names = seg.contract.class_names
+        class_names, network = seg.contract.class_names, seg.contract.network_classes
     pairs = labelled_pairs(data)
     rows = []
     if out is not None:
@@ -87,7 +93,7 @@ def validate(
     per_class: tuple[str, ...] = ()
     for name, image_path, truth_path in pairs:
         view = out / f"{name}_agreement.png" if out is not None else None
-        rows.append(score_pair(name, image_path, truth_path, predict, baseline, view, class_names))
+        rows.append(score_pair(name, image_path, truth_path, predict, baseline, view, class_names, network))
         if len(rows) == 1:  # the header, with a column per class where the labels have them
             per_class = tuple(c for c in class_names[1:] if f"iou_{c}" in rows[0])
             header = f"{'frame':<16} {'IoU':>6} {'Dice':>6}"

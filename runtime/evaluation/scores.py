@@ -59,15 +59,19 @@ def label_classes(truth: np.ndarray, model_classes: tuple[str, ...]) -> tuple[st
 
 
 def in_label_classes(
-    prediction: np.ndarray, model_classes: tuple[str, ...], label_classes: tuple[str, ...]
+    prediction: np.ndarray,
+    model_classes: tuple[str, ...],
+    label_classes: tuple[str, ...],
+    network: tuple[int, ...] | None = None,
 ) -> np.ndarray:
     """A model's class ids as ids of the classes some labels use: unchanged where those are
-    the model's classes; the foreground (every class but background, as 1) where the labels
-    are binary (background and ER) and the model has more classes; else InputError."""
+    the model's classes; where the labels are binary (background and ER: the original
+    ERNet's, whose ER is the tubular network) and the model has more classes, its
+    ``network`` class ids (None: every class but background) as 1; else InputError."""
     if label_classes == model_classes:
         return np.asarray(prediction)
     if label_classes == BINARY_CLASSES:
-        return np.asarray(prediction) != 0
+        return np.isin(prediction, network) if network else np.asarray(prediction) != 0
     raise InputError(
         f"labels of classes {', '.join(label_classes)} cannot score a model of classes "
         f"{', '.join(model_classes)}"

@@ -22,7 +22,7 @@ from ..io import atomic_output, mask_path, open_image
 from ..postprocess import overlay
 from ..preprocess import Normalization
 from ..segmenter import Segmenter
-from .scores import class_scores, foreground_scores, label_classes
+from .scores import class_scores, foreground_scores, in_label_classes, label_classes
 
 #: ``predict(image_path, frames) -> labels`` of all frames of one image, stacked.
 Predict = Callable[[Path, list[np.ndarray]], np.ndarray]
@@ -83,19 +83,24 @@ def score_pair(
     baseline: bool,
     view: Path | None = None,
     class_names: tuple[str, ...] = BINARY_CLASSES,
+    network: tuple[int, ...] | None = None,
 ) -> dict[str, Any]:
     """Scores of one labelled image or stack (all its frames together): the foreground's
     IoU and Dice and, where the labels hold the ids of the model's ``class_names`` (more
-    than two), each class's; with ``view``, the agreement view of its first frame is
-    written there as PNG."""
+    than two), each class's. Binary labels score a model of more classes by its
+    ``network`` classes (None: its foreground), the original ERNet's labels' ER. With
+    ``view``, the agreement view of its first frame is written there as PNG."""
     image, truth = open_image(image_path), open_image(truth_path).data
     if truth.shape != image.shape:
         raise InputError(f"{truth_path}: shape {truth.shape} differs from {image_path}'s {image.shape}")
     frames = list(image.frames())
     truth = truth.reshape(len(frames), *image.frame_shape)
     predictions = predict(image_path, frames)
+    labels = label_classes(truth, class_names) if len(class_names) > 2 else BINARY_CLASSES
+    if labels == BINARY_CLASSES:
+        predictions = in_label_classes(predictions, class_names, labels, network).astype(np.uint8)
     row: dict[str, Any] = {"frame": name, **foreground_scores(predictions, truth)}
-    if len(class_names) > 2 and label_classes(truth, class_names) == class_names:
+    if len(class_names) > 2 and labels == class_names:
         per_class = class_scores(predictions, truth, class_names)
         row.update({f"{s}_{c}": per_class[f"{s}_{c}"] for c in class_names[1:] for s in ("iou", "dice")})
     if view is not None:
