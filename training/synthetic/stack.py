@@ -123,7 +123,7 @@ class _Cell:
 
 def _seeds(
     rng: np.random.Generator, cfg: SyntheticConfig, centre: np.ndarray, nucleus: float, cell_radius: float
-):
+) -> np.ndarray:
     """Seeds whose density falls from the nucleus to the cell edge (rejection sampling)."""
     h, w = cfg.height, cfg.width
     s_in, s_out = _draw(rng, cfg.spacing_centre), _draw(rng, cfg.spacing_edge)
