@@ -18,7 +18,7 @@ CHECKPOINT ?= $(BUILD)/train/best.pt
 DEFAULT_DATA_ARGS  ?= --count 200 --size 512x512 --seed 1 --empty-fraction 0.1
 DEFAULT_TRAIN_ARGS ?= --preset shipped --seed 0 --noise-floor 30
 DEFAULT_MIN_OBJECT_SIZE ?= 64
-FOUR_CLASS_ARGS    := --classes background,tubule,sheet,SBT --network-classes tubule,SBT
+FOUR_CLASS_ARGS    := --classes background,tubule,sheet,SBT --network-classes tubule,SBT --class-weights balanced
 MODEL      ?= $(BUILD)/model.onnx
 DEFAULT_MODEL := runtime/models/default.onnx
 # The demo uses the embedded default model when the package has one, else `make export`'s.

@@ -1,13 +1,15 @@
 """Which generator feature matters: train on generated data with and without each one,
 score each model on the labelled real frames.
 
-``python -m ernet.benchmarks.ablation --out build/ablation`` runs, for every row of
-:data:`ROWS`, ``ernet-simulate`` (the embedded default's data recipe, the row's
-``--set`` changes), ``ernet-train`` (a short recipe, :data:`RECIPE`, the default's noise
-floor), ``ernet-export`` (fp32, the default's minimum object size) and
-``ernet-validate`` on ``../shared/data/er-real``, and prints a Markdown table of the
-real frames' IoU per row. Every step's files stay under ``--out/ROW``; a row whose
-validation exists is not run again.
+``python -m ernet.benchmarks.ablation --out build/ablation [--rows 2,3]`` runs, for
+every row of :data:`ROWS` (or those named), what ``make train-default`` runs, with the
+row's ``ernet-simulate --set`` changes: ``ernet-simulate`` (the embedded default's data),
+``ernet-train`` (its recipe: the ``shipped`` preset, seed 0, noise floor 30),
+``ernet-export`` (fp32, its minimum object size), then ``ernet-validate`` on
+``../shared/data/er-real``, and prints a Markdown table of the real frames' IoU per row.
+The first row is the binary default itself. About 45 minutes of training per row on
+2 CPU cores; every step's files stay under ``--out/rowN``, and a row whose validation
+exists is not run again.
 """
 
 from __future__ import annotations
@@ -31,8 +33,9 @@ ROWS: dict[str, list[str]] = {
         "along_variation=[0,0]",
     ],
 }
+#: The embedded default's data, training and export arguments (the Makefile's).
 DATA = ["--count", "200", "--size", "512x512", "--seed", "1", "--empty-fraction", "0.1"]
-RECIPE = "--preset shipped --seed 0 --noise-floor 30 --epochs 8 --steps-per-epoch 60 --lr-step 3".split()
+RECIPE = ["--preset", "shipped", "--seed", "0", "--noise-floor", "30"]
 EXPORT = ["--variants", "", "--no-engine", "--min-object-size", "64", "--overwrite"]
 
 

@@ -41,7 +41,7 @@ from ernet.runtime.backends import read_onnx_metadata
 from ernet.runtime.backends.base import OUTPUT_NAME, PROBABILITIES_NAME
 from ernet.runtime.errors import ErnetError
 from ernet.runtime.evaluation import LabelledFrames
-from ernet.runtime.evaluation.scores import foreground_scores
+from ernet.runtime.evaluation.scores import foreground_scores, in_label_classes
 from ernet.runtime.io import atomic_output, refuse_existing
 from ernet.runtime.postprocess import overlay
 from ernet.training.synthetic import SyntheticConfig, generate
@@ -175,17 +175,21 @@ def torchscript_of(onnx_path: Path, metadata: ModelMetadata, checkpoint: Path | 
 
 
 def measured_accuracy(onnx_path: Path, real: LabelledFrames | None) -> str | None:
-    """Foreground IoU of the model on labelled real frames (as ``ernet-infer`` runs it by
-    default on the CPU), as a line for the model card; None without such frames."""
+    """IoU of the model's ER (its network classes; its foreground without them) on
+    labelled real frames (as ``ernet-infer`` runs it by default on the CPU), as a line for
+    the model card; None without such frames."""
     if real is None or not real.frames:
         return None
     with Segmenter(RunSpec(onnx_path, "cpu")) as seg:
+        classes, network = seg.contract.class_names, seg.contract.network_classes
         ious = [
-            foreground_scores(seg.segment(f), t)["iou"] for f, t in zip(real.frames, real.labels, strict=True)
+            foreground_scores(in_label_classes(seg.segment(f), classes, real.class_names, network), t)["iou"]
+            for f, t in zip(real.frames, real.labels, strict=True)
         ]
     each = ", ".join(f"{iou:.3f}" for iou in ious)
+    scored = "ER" if network is None else "ER network (" + ", ".join(classes[k] for k in network) + ")"
     return (
-        f"- Measured by ernet-export on {len(ious)} hand-labelled frames, {real.name}: foreground "
+        f"- Measured by ernet-export on {len(ious)} hand-labelled frames, {real.name}: {scored} "
         f"IoU {np.mean(ious):.3f} on average ({each})."
     )
 

@@ -128,7 +128,9 @@ def test_features_switch_off() -> None:
     from dataclasses import replace
 
     no_sheets = generate(3, replace(VISIBLE_SHEETS, sheet_extent=(0.0, 0.0)))
-    assert not np.isin(no_sheets.mask, (2, 3)).any()  # no sheets, so no SBT beside them
+    assert not (no_sheets.mask == 3).any()  # no sheets, so no SBT beside them
+    blob = no_sheets.mask == 2  # only the saturated disc, which four-class labels call sheet
+    assert blob.any() and np.median(no_sheets.image[blob]) == 255
     no_sbt = generate(3, replace(VISIBLE_SHEETS, sbt_band=(0.0, 0.0)))
     assert (no_sbt.mask == 2).any() and not (no_sbt.mask == 3).any()
 

@@ -262,3 +262,14 @@ def test_a_noise_floor_travels_with_the_model(dataset: Path, tmp_path: Path) -> 
     with Segmenter(tmp_path / "m.onnx", provider="cpu") as seg:
         noise = np.random.default_rng(0).poisson(100, (64, 64)).astype(np.uint16)
         assert seg.normalization.noise_floor == 30 and seg.prepare(noise).max() < 0.25
+
+
+def test_balanced_class_weights_favour_rare_classes() -> None:
+    from ernet.training.data import Sample, balanced_class_weights
+
+    mask = np.zeros((10, 10), np.int64)
+    mask[:1], mask[1:5] = 1, 2  # shares: 0.5 background, 0.1 class 1, 0.4 class 2, none of class 3
+    weights = balanced_class_weights([Sample("a", np.zeros((1, 10, 10), np.float32), mask)], 4)
+    assert weights[1] > weights[2] > weights[0] and weights[3] == weights[1]
+    assert weights[1] / weights[2] == pytest.approx(2.0)  # share^-1/2: (0.1 / 0.4)^-1/2
+    assert (np.bincount(mask.ravel(), minlength=4) / mask.size * weights).sum() == pytest.approx(1.0)

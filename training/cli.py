@@ -94,6 +94,13 @@ def train(
             "default: every class but the background."
         ),
     ] = None,
+    class_weights: Annotated[
+        Literal["none", "balanced"],
+        typer.Option(
+            help="Cross-entropy class weights: none, or balanced (each class's pixel share to the power "
+            "-1/2: rare classes such as SBT weigh more)."
+        ),
+    ] = "none",
     normalization: Annotated[
         Literal["percentile", "scale", "ernet-v2"],
         typer.Option(
@@ -147,6 +154,7 @@ def train(
         val_data=val_data,
         architecture=ArchitectureSpec(architecture, config),
         class_names=names,
+        class_weights=class_weights,
         network_classes=None
         if network_classes is None
         else tuple(n.strip() for n in network_classes.split(",")),

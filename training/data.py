@@ -132,3 +132,18 @@ def _pad_to(image: np.ndarray, mask: np.ndarray, size: int) -> tuple[np.ndarray,
         return image, mask
     image = np.pad(image, ((0, 0), (0, pad_h), (0, pad_w)), mode="reflect")
     return image, np.pad(mask, ((0, pad_h), (0, pad_w)), mode="reflect")
+
+
+def balanced_class_weights(samples: list[Sample], n_classes: int) -> np.ndarray:
+    """Cross-entropy weights for rare classes: each class's pixel share to the power
+    -1/2, scaled so that the average pixel's weight is 1 (classes absent from the
+    samples get the largest weight present)."""
+    counts = np.zeros(n_classes)
+    for sample in samples:
+        counts += np.bincount(sample.mask.ravel(), minlength=n_classes)[:n_classes]
+    share = counts / max(counts.sum(), 1)
+    present = share > 0
+    weights = np.zeros(n_classes)
+    weights[present] = share[present] ** -0.5
+    weights[~present] = weights[present].max(initial=1.0)
+    return weights / (share * weights).sum()

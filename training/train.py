@@ -7,7 +7,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -24,7 +24,7 @@ from ernet.runtime.progress import progress
 from ernet.runtime.tiling import tiled_logits
 
 from .checkpoint import load_checkpoint, save_checkpoint
-from .data import RandomCrops, Sample, load_legacy_pickle, load_samples
+from .data import RandomCrops, Sample, balanced_class_weights, load_legacy_pickle, load_samples
 from .models import get_architecture
 
 PICKLE_SUFFIXES = (".pkl", ".pickle", ".p")
@@ -53,6 +53,9 @@ class TrainConfig:
     lr: float = 1e-4
     lr_step: int = 20
     lr_gamma: float = 0.5
+    #: Cross-entropy class weights: ``none``, or ``balanced`` (rare classes weigh more:
+    #: :func:`~ernet.training.data.balanced_class_weights` of the training samples).
+    class_weights: Literal["none", "balanced"] = "none"
     seed: int = 0
     device: str = "auto"
     workers: int = 0
@@ -183,7 +186,10 @@ def train(cfg: TrainConfig, quiet: bool = False) -> dict[str, Any]:
         history = list(loaded.raw["history"])
     crops = RandomCrops(train_samples, cfg.crop, cfg.steps_per_epoch * cfg.batch_size, cfg.seed)
     loader = DataLoader(crops, batch_size=cfg.batch_size, shuffle=False, num_workers=cfg.workers)
-    loss_fn = torch.nn.CrossEntropyLoss()
+    weights = None
+    if cfg.class_weights == "balanced":
+        weights = torch.tensor(balanced_class_weights(train_samples, contract.n_classes), dtype=torch.float32)
+    loss_fn = torch.nn.CrossEntropyLoss(weight=None if weights is None else weights.to(device))
     cfg.out.mkdir(parents=True, exist_ok=True)
     say = (lambda *a: None) if quiet else (lambda *a: print(*a, file=sys.stderr, flush=True))
     say(

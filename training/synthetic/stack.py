@@ -11,7 +11,8 @@ offset follow, quantised to 8 or 16 bits. Everything is vectorised and seeded.
 Labels follow one of two conventions (``classes``): ``binary``, the original ERNet's
 human labels (ER is the resolvable tubular network, tubules and SBT; sheets, the
 saturated perinuclear region and the bright zone around it are background), or
-``four``, ERnet-v2's classes (background, tubule, sheet, SBT).
+``four``, ERnet-v2's classes (background, tubule, sheet, SBT), where a saturated
+perinuclear blob is sheet: inside it sheets, nucleus and glow cannot be told apart.
 
 A share of stacks (``empty_fields``) shows no cell at all: background, field gradient,
 dim out-of-focus cells and noise, labelled background throughout, so that a model
@@ -249,7 +250,7 @@ def generate_stack(
         sbt = drawn & net.sbt[iy, ix] & cell.sbt_zone  # an SBT edge leaving its patch is a tubule
         if sbt.any():  # a dense matrix is labelled as one region
             sbt = ndimage.binary_closing(sbt, iterations=2) & network_area & ~saturated & cell.sbt_zone
-        mask = _labels(cfg.classes, drawn, sbt, cell.sheets, bright_zone)
+        mask = _labels(cfg.classes, drawn, sbt, cell.sheets | (saturated & inside), bright_zone)
         network = mask > 0 if cfg.classes == "binary" else (mask == TUBULE) | (mask == SBT)
         frames.append(SyntheticFrame(image, mask, net.drawn.graph(network)))
         cell.points = cell.points + rng.normal(0.0, drift, size=cell.points.shape)
@@ -259,9 +260,11 @@ def generate_stack(
 def _labels(
     classes: Classes, tubules: np.ndarray, sbt: np.ndarray, sheets: np.ndarray, bright_zone: np.ndarray
 ) -> np.ndarray:
-    """uint8 class ids of one frame in the ``classes`` convention."""
+    """uint8 class ids of one frame in the ``classes`` convention; ``sheets`` includes the
+    saturated perinuclear blob (sheets, nucleus and glow beyond telling apart), which the
+    four classes call sheet and ERNet's labels background."""
     if classes == "binary":
-        return ((tubules | sbt) & ~bright_zone).astype(np.uint8)
+        return ((tubules | sbt) & ~bright_zone & ~sheets).astype(np.uint8)
     mask = np.zeros(tubules.shape, np.uint8)
     mask[tubules] = TUBULE
     mask[sbt] = SBT
