@@ -6,7 +6,8 @@ and high counts, Gaussian read noise, a gradient under noise, a constant frame, 
 strip of empty camera background cut from a real frame — and on the labelled real
 frames, normalising each with the model's normalisation and each noise floor
 (:attr:`~ernet.runtime.preprocess.Normalization.noise_floor`). It prints, per floor,
-the share of ER predicted on each empty frame and the foreground IoU on the real frames.
+the share of foreground predicted on each empty frame and the IoU on the real frames (a
+multi-class model's ER: its network classes).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ernet.runtime import RunSpec, Segmenter
-from ernet.runtime.evaluation import REAL_DATA, labelled_frames
+from ernet.runtime.evaluation import REAL_DATA, labelled_er, labelled_frames
 from ernet.runtime.evaluation.scores import foreground_scores
 from ernet.runtime.io import open_image
 
@@ -53,10 +54,12 @@ def measure(model: Path | None, floors: list[float], real_data: Path) -> list[di
             norm = replace(seg.normalization, noise_floor=floor)
             row: dict[str, float] = {"noise floor": floor}
             for name, frame in frames.items():
-                row[name] = float(seg.segment(frame, norm.value_range(frame)).mean())
+                row[name] = float((seg.segment(frame, norm.value_range(frame)) != 0).mean())
             if real is not None:
                 ious = [
-                    foreground_scores(seg.segment(f, norm.value_range(f)), t)["iou"]
+                    foreground_scores(labelled_er(seg.segment(f, norm.value_range(f)), seg.contract), t)[
+                        "iou"
+                    ]
                     for f, t in zip(real.frames, real.labels, strict=True)
                 ]
                 row["real IoU"] = float(np.mean(ious))
@@ -67,7 +70,9 @@ def measure(model: Path | None, floors: list[float], real_data: Path) -> list[di
 def main() -> None:
     """Print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, default=None, help="ONNX model; default: the embedded one")
+    parser.add_argument(
+        "--model", type=Path, default=None, help="ONNX model or embedded model's name; default: default"
+    )
     parser.add_argument("--floors", default="0,10,20,30,50", help="noise floors, in noise levels")
     parser.add_argument("--real-data", type=Path, default=REAL_DATA, help="labelled real frames")
     args = parser.parse_args()

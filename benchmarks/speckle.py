@@ -4,7 +4,8 @@
 labelled real frames as ``ernet-infer`` does by default and, for each minimum object
 size (predicted pieces, 8-connected, smaller than it dropped), reports per frame: the
 pieces lying more than ``--distance`` px (default 20) from every labelled ER pixel, the
-share of predicted ER they hold, and the foreground IoU against the labels.
+share of predicted ER they hold, and the IoU against the labels (a multi-class model's
+ER: its network classes).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import numpy as np
 from scipy import ndimage
 
 from ernet.runtime import RunSpec, Segmenter
-from ernet.runtime.evaluation import REAL_DATA, labelled_frames
+from ernet.runtime.evaluation import REAL_DATA, labelled_er, labelled_frames
 from ernet.runtime.evaluation.scores import foreground_scores
 from ernet.runtime.postprocess import EIGHT_CONNECTED, without_small_pieces
 
@@ -38,7 +39,9 @@ def speckle(prediction: np.ndarray, truth: np.ndarray, distance: float) -> tuple
 def main() -> None:
     """Print one row per frame and minimum size."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, default=None, help="ONNX model; default: the embedded one")
+    parser.add_argument(
+        "--model", type=Path, default=None, help="ONNX model or embedded model's name; default: default"
+    )
     parser.add_argument("--sizes", default="0,16,32,64,128", help="minimum object sizes in pixels")
     parser.add_argument("--distance", type=float, default=20.0, help="px from labelled ER that count as far")
     parser.add_argument("--real-data", type=Path, default=REAL_DATA, help="labelled real frames")
@@ -47,7 +50,7 @@ def main() -> None:
     if real is None:
         raise SystemExit(f"error: {args.real_data}: no labelled frames")
     with Segmenter(RunSpec(args.model, "cpu", min_object_size=0)) as seg:
-        predictions = [seg.segment(f) != 0 for f in real.frames]
+        predictions = [labelled_er(seg.segment(f), seg.contract) for f in real.frames]
     truths = [t != 0 for t in real.labels]
     far = f"far pieces (> {args.distance:g} px) per frame"
     print(f"| min size | {far} | their share of predicted ER | IoU per frame | mean IoU |")

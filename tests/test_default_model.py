@@ -14,7 +14,7 @@ import tifffile
 from ernet.runtime import DEFAULT_MODEL, RunSpec, Segmenter
 from ernet.runtime.contract import BINARY_CLASSES, FOUR_CLASSES
 from ernet.runtime.errors import NoContrastWarning
-from ernet.runtime.evaluation import in_label_classes
+from ernet.runtime.evaluation import labelled_er
 from ernet.runtime.models import EMBEDDED, embedded_model, model_card
 
 from conftest import run_cli
@@ -37,12 +37,6 @@ CLASSES = {"default": (BINARY_CLASSES, None), "default-4class": (FOUR_CLASSES, (
 def embedded(request: pytest.FixtureRequest) -> str:
     """The name of each embedded model."""
     return request.param
-
-
-def as_binary(seg: Segmenter, labels: np.ndarray) -> np.ndarray:
-    """A model's labels in the original ERNet's convention: its network classes are ER."""
-    contract = seg.contract
-    return in_label_classes(labels, contract.class_names, BINARY_CLASSES, contract.network_classes)
 
 
 def test_embedded_models_are_small_and_described(embedded: str) -> None:
@@ -114,7 +108,7 @@ def real_ious(seg: Segmenter, real_data: Path) -> list[float]:
     real = labelled_frames(real_data, "real")
     assert real is not None
     return [
-        foreground_scores(as_binary(seg, seg.segment(f)), t)["iou"]
+        foreground_scores(labelled_er(seg.segment(f), seg.contract), t)["iou"]
         for f, t in zip(real.frames, real.labels, strict=True)
     ]
 
@@ -175,5 +169,5 @@ def test_little_speckle_far_from_labelled_er(embedded: str, real_data: Path) -> 
     with Segmenter(RunSpec(embedded, "cpu")) as seg:
         assert seg.min_object_size > 0
         for i, (frame, truth) in enumerate(zip(real.frames, real.labels, strict=True)):
-            _, share = speckle(as_binary(seg, seg.segment(frame)), truth != 0, distance=20)
+            _, share = speckle(labelled_er(seg.segment(frame), seg.contract), truth != 0, distance=20)
             assert share <= SPECKLE_SHARE_BAR, f"frame {i}: {share:.1%} of predicted ER far from labelled ER"

@@ -8,6 +8,7 @@ from .scores import (
     foreground_scores,
     in_label_classes,
     label_classes,
+    labelled_er,
     scores,
     truth_ids,
 )
@@ -20,6 +21,7 @@ __all__ = [
     "foreground_scores",
     "in_label_classes",
     "label_classes",
+    "labelled_er",
     "labelled_frames",
     "scores",
     "truth_ids",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..contract import BINARY_CLASSES
+from ..contract import BINARY_CLASSES, ModelContract
 from ..errors import InputError
 
 
@@ -75,6 +75,17 @@ def in_label_classes(
     raise InputError(
         f"labels of classes {', '.join(label_classes)} cannot score a model of classes "
         f"{', '.join(model_classes)}"
+    )
+
+
+def labelled_er(prediction: np.ndarray, contract: ModelContract) -> np.ndarray:
+    """A model's class ids as the ER of binary labels (the original ERNet's: the tubular
+    network is ER): its network classes, as bool."""
+    return (
+        np.asarray(
+            in_label_classes(prediction, contract.class_names, BINARY_CLASSES, contract.network_classes)
+        )
+        != 0
     )
 
 
