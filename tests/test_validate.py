@@ -121,3 +121,14 @@ def test_validate_out_draws_where_model_and_label_disagree(tmp_path: Path) -> No
     for (y, x), colour in [((30, 5), 0), ((30, 30), 1), ((5, 30), 2)]:  # false ER, found, missed
         tint = view[y, x].astype(int) - grey.astype(int)
         assert np.sign(tint).tolist() == np.sign(CLASS_COLOURS[colour] - grey).astype(int).tolist()
+
+
+def test_labelled_er_is_the_network_classes() -> None:
+    from ernet.runtime.contract import FOUR_CLASSES, ModelContract
+    from ernet.runtime.evaluation import labelled_er
+
+    ids = np.array([[0, 1, 2, 3]])
+    four = ModelContract(class_names=FOUR_CLASSES, network_classes=(1, 3))
+    assert labelled_er(ids, four).tolist() == [[False, True, False, True]]
+    assert labelled_er(ids, ModelContract(class_names=FOUR_CLASSES)).tolist() == [[False, True, True, True]]
+    assert labelled_er(np.array([[0, 1]]), ModelContract()).tolist() == [[False, True]]
