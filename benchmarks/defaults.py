@@ -6,7 +6,8 @@ and accuracy on the labelled real frames, side by side in one run.
 generated 1040 x 1392 uint16 frame, the models taking turns round after round (the
 first round is a warm-up), and scores each model on the labelled real frames as
 ``ernet-validate`` does (binary labels score a multi-class model by its network
-classes). Prints a Markdown table.
+classes), with the share of the labelled ER each leaves background and the size of its
+predicted ER against the labels'. Prints Markdown tables.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import time
 from pathlib import Path
 
 from ernet.runtime import RunSpec, Segmenter
-from ernet.runtime.evaluation import REAL_DATA
+from ernet.runtime.evaluation import REAL_DATA, labelled_er, labelled_frames
 from ernet.runtime.evaluation.validate import mean_scores, model_predictions, score_pair
 from ernet.runtime.io import labelled_pairs
 from ernet.runtime.models import EMBEDDED, embedded_model
@@ -56,6 +57,24 @@ def real_scores(model: Path, real_data: Path) -> dict[str, float]:
     return {**{r["frame"]: r["iou"] for r in rows}, "mean": mean_scores(rows)["iou"]}
 
 
+def real_errors(model: Path, real_data: Path) -> list[tuple[float, float, float]]:
+    """Per labelled real frame: the shares of its labelled ER the model calls background
+    and calls a class outside its network (e.g. sheet), and its predicted ER (network
+    classes) over the labelled ER."""
+    real = labelled_frames(real_data, "real")
+    out: list[tuple[float, float, float]] = []
+    if real is None:
+        return out
+    with Segmenter(RunSpec(model, "cpu")) as seg:
+        for frame, truth in zip(real.frames, real.labels, strict=True):
+            labels, labelled = seg.segment(frame), truth != 0
+            network = labelled_er(labels, seg.contract)
+            background = (labels[labelled] == 0).mean()
+            other = (~network[labelled]).mean() - background
+            out.append((float(background), float(other), float(network.sum() / labelled.sum())))
+    return out
+
+
 def main() -> None:
     """Print the table."""
     import tifffile
@@ -87,6 +106,12 @@ def main() -> None:
         median = statistics.median(seconds[name])
         ious = " | ".join(f"{scores[name][f]:.3f}" for f in frames)
         print(f"| {name} | {median:.2f} | {median / base:.2f}x | {ious} | {scores[name]['mean']:.3f} |")
+    print("\n| model | labelled ER called background | called another class | predicted ER / labelled ER |")
+    print("|---|---|---|---|")
+    for name, model in models.items():
+        errors = real_errors(model, args.real_data)
+        background, other = (" / ".join(f"{100 * e[k]:.1f} %" for e in errors) for k in (0, 1))
+        print(f"| {name} | {background} | {other} | {' / '.join(f'{e[2]:.2f}' for e in errors)} |")
 
 
 if __name__ == "__main__":

@@ -23,6 +23,9 @@ from conftest import run_cli
 MEAN_IOU_BAR = 0.55
 #: Most ER the default model may find in a frame without any (the issue's bar).
 EMPTY_FRAME_ER_BAR = 0.01
+#: Frames without ER that an embedded model calls foreground, as its model card says:
+#: the four-class model calls the bright third of a smooth ramp sheet.
+KNOWN_FOREGROUND = {("default-4class", "gradient + noise")}
 #: Largest share of a real frame's predicted ER in pieces over 20 px from labelled ER
 #: (before the noise floor and empty fields: 4-17 %; stack1_t000 holds a faint cell its
 #: label leaves out, README "Background and noise").
@@ -42,7 +45,7 @@ def embedded(request: pytest.FixtureRequest) -> str:
 def test_embedded_models_are_small_and_described(embedded: str) -> None:
     path = embedded_model(embedded)
     assert path.stat().st_size < 4 * 2**20
-    assert RunSpec(embedded).model == path and RunSpec().model == DEFAULT_MODEL
+    assert RunSpec(embedded).model == path and RunSpec().model_path == DEFAULT_MODEL
     meta = Segmenter(RunSpec(embedded, "cpu")).metadata
     assert (meta.contract.class_names, meta.contract.network_classes) == CLASSES[embedded]
     assert meta.contract.normalization.mode == "percentile"
@@ -51,6 +54,7 @@ def test_embedded_models_are_small_and_described(embedded: str) -> None:
 
 
 def test_an_unknown_model_name_is_one_line(tmp_path: Path) -> None:
+    tifffile.imwrite(tmp_path / "x.tif", np.zeros((32, 32), np.uint8))
     done = run_cli("ernet-infer", tmp_path / "x.tif", "--model", "default-5class")
     assert done.returncode != 0 and "default-5class" in done.stderr and "Traceback" not in done.stderr
 
@@ -145,7 +149,10 @@ def test_frames_without_er_stay_background(embedded: str) -> None:
         for name, frame in empty_frames().items():
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                assert (seg.segment(frame) != 0).mean() <= EMPTY_FRAME_ER_BAR, name
+                labels = seg.segment(frame)
+                assert labelled_er(labels, seg.contract).mean() <= EMPTY_FRAME_ER_BAR, name
+                if (embedded, name) not in KNOWN_FOREGROUND:
+                    assert (labels != 0).mean() <= EMPTY_FRAME_ER_BAR, name
             # a constant frame has no contrast: background without running the model, and said so
             assert [w.category for w in caught] == ([NoContrastWarning] if name == "constant" else []), name
 
