@@ -22,7 +22,7 @@ from pathlib import Path
 
 from ernet.runtime import RunSpec, Segmenter
 from ernet.runtime.evaluation import REAL_DATA, labelled_er, labelled_frames
-from ernet.runtime.evaluation.validate import mean_scores, model_predictions, score_pair
+from ernet.runtime.evaluation.scores import foreground_scores
 from ernet.runtime.io import labelled_pairs
 from ernet.runtime.models import EMBEDDED, embedded_model
 
@@ -44,34 +44,26 @@ def infer_seconds(models: dict[str, Path], frame: Path, repeats: int) -> dict[st
     return seconds
 
 
-def real_scores(model: Path, real_data: Path) -> dict[str, float]:
-    """Per-frame and mean IoU of ``model`` on the labelled frames of ``real_data``."""
-    with Segmenter(RunSpec(model, "cpu")) as seg:
-        predict, contract = model_predictions(seg), seg.contract
-        rows = [
-            score_pair(
-                name, image, mask, predict, False, None, contract.class_names, contract.network_classes
-            )
-            for name, image, mask in labelled_pairs(real_data)
-        ]
-    return {**{r["frame"]: r["iou"] for r in rows}, "mean": mean_scores(rows)["iou"]}
-
-
-def real_errors(model: Path, real_data: Path) -> list[tuple[float, float, float]]:
-    """Per labelled real frame: the shares of its labelled ER the model calls background
-    and calls a class outside its network (e.g. sheet), and its predicted ER (network
-    classes) over the labelled ER."""
+def real_frame_scores(model: Path, real_data: Path) -> dict[str, dict[str, float]]:
+    """Per labelled real frame (2-D pairs, by name), in one pass: the IoU of the model's
+    ER (its network classes) as ``ernet-validate`` scores it, the shares of the labelled
+    ER it calls background and calls a class outside its network (e.g. sheet), and its
+    predicted ER over the labelled ER."""
+    names = [pair.name for pair in labelled_pairs(real_data)]
     real = labelled_frames(real_data, "real")
-    out: list[tuple[float, float, float]] = []
-    if real is None:
-        return out
+    assert real is not None and len(real.frames) == len(names), f"{real_data}: 2-D labelled pairs expected"
+    out = {}
     with Segmenter(RunSpec(model, "cpu")) as seg:
-        for frame, truth in zip(real.frames, real.labels, strict=True):
+        for name, frame, truth in zip(names, real.frames, real.labels, strict=True):
             labels, labelled = seg.segment(frame), truth != 0
             network = labelled_er(labels, seg.contract)
-            background = (labels[labelled] == 0).mean()
-            other = (~network[labelled]).mean() - background
-            out.append((float(background), float(other), float(network.sum() / labelled.sum())))
+            background = float((labels[labelled] == 0).mean())
+            out[name] = {
+                "iou": foreground_scores(network, truth)["iou"],
+                "background": background,
+                "other": float((~network[labelled]).mean()) - background,
+                "size": float(network.sum() / labelled.sum()),
+            }
     return out
 
 
@@ -91,7 +83,7 @@ def main() -> None:
         frame = Path(tmp) / "frame.tif"
         tifffile.imwrite(frame, generate(0, SyntheticConfig(height=1040, width=1392, bit_depth=16)).image)
         seconds = infer_seconds(models, frame, args.repeats)
-    scores = {name: real_scores(model, args.real_data) for name, model in models.items()}
+    scores = {name: real_frame_scores(model, args.real_data) for name, model in models.items()}
     base = statistics.median(seconds["before"])
     info = machine()
     print(
@@ -99,19 +91,22 @@ def main() -> None:
         f"{info['cores']} cores ({info['cpu']}), ONNX Runtime {info['onnxruntime']}: ernet-infer on one "
         "generated 1040x1392 uint16 frame (median of the rounds), IoU on the real frames.\n"
     )
-    frames = [k for k in scores["before"] if k != "mean"]
+    frames = list(scores["before"])
     print(f"| model | ernet-infer s per frame | vs before | {' | '.join(frames)} | mean IoU |")
     print("|---|---|---|" + "---|" * len(frames) + "---|")
     for name in models:
         median = statistics.median(seconds[name])
-        ious = " | ".join(f"{scores[name][f]:.3f}" for f in frames)
-        print(f"| {name} | {median:.2f} | {median / base:.2f}x | {ious} | {scores[name]['mean']:.3f} |")
+        ious = [scores[name][f]["iou"] for f in frames]
+        each = " | ".join(f"{iou:.3f}" for iou in ious)
+        print(f"| {name} | {median:.2f} | {median / base:.2f}x | {each} | {statistics.fmean(ious):.3f} |")
     print("\n| model | labelled ER called background | called another class | predicted ER / labelled ER |")
     print("|---|---|---|---|")
-    for name, model in models.items():
-        errors = real_errors(model, args.real_data)
-        background, other = (" / ".join(f"{100 * e[k]:.1f} %" for e in errors) for k in (0, 1))
-        print(f"| {name} | {background} | {other} | {' / '.join(f'{e[2]:.2f}' for e in errors)} |")
+    for name in models:
+        background, other = (
+            " / ".join(f"{100 * scores[name][f][k]:.1f} %" for f in frames) for k in ("background", "other")
+        )
+        size = " / ".join(f"{scores[name][f]['size']:.2f}" for f in frames)
+        print(f"| {name} | {background} | {other} | {size} |")
 
 
 if __name__ == "__main__":

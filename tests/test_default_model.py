@@ -14,7 +14,7 @@ import tifffile
 from ernet.runtime import DEFAULT_MODEL, RunSpec, Segmenter
 from ernet.runtime.contract import BINARY_CLASSES, FOUR_CLASSES
 from ernet.runtime.errors import NoContrastWarning
-from ernet.runtime.evaluation import labelled_er
+from ernet.runtime.evaluation import LabelledFrames, labelled_er
 from ernet.runtime.models import EMBEDDED, embedded_model, model_card
 
 from conftest import run_cli
@@ -105,26 +105,27 @@ def test_background_only_tiles_stay_dark(embedded: str) -> None:
     assert not labels[300 + seg.tile :, :].any() and not labels[:, 300 + seg.tile :].any()
 
 
-def real_ious(seg: Segmenter, real_data: Path) -> list[float]:
-    """IoU of each real frame's labelled ER with the model's network classes."""
+@pytest.fixture(scope="module")
+def real_ious(embedded: str, real_data: Path) -> tuple[LabelledFrames, list[float]]:
+    """The real frames, and the IoU of each frame's labelled ER with the model's network
+    classes (segmented once per model for the tests below)."""
     from ernet.runtime.evaluation import foreground_scores, labelled_frames
 
     real = labelled_frames(real_data, "real")
     assert real is not None
-    return [
-        foreground_scores(labelled_er(seg.segment(f), seg.contract), t)["iou"]
-        for f, t in zip(real.frames, real.labels, strict=True)
-    ]
+    with Segmenter(RunSpec(embedded, "cpu")) as seg:
+        ious = [
+            foreground_scores(labelled_er(seg.segment(f), seg.contract), t)["iou"]
+            for f, t in zip(real.frames, real.labels, strict=True)
+        ]
+    return real, ious
 
 
-def test_embedded_models_on_the_real_frames(embedded: str, real_data: Path) -> None:
-    from ernet.runtime.evaluation import foreground_scores, labelled_frames
+def test_embedded_models_on_the_real_frames(real_ious: tuple[LabelledFrames, list[float]]) -> None:
+    from ernet.runtime.evaluation import foreground_scores
     from ernet.runtime.evaluation.validate import local_threshold
 
-    with Segmenter(RunSpec(embedded, "cpu")) as seg:
-        ious = real_ious(seg, real_data)
-    real = labelled_frames(real_data, "real")
-    assert real is not None
+    real, ious = real_ious
     for iou, frame, truth in zip(ious, real.frames, real.labels, strict=True):
         assert (
             iou > foreground_scores(local_threshold(frame), truth)["iou"] + 0.1
@@ -132,14 +133,15 @@ def test_embedded_models_on_the_real_frames(embedded: str, real_data: Path) -> N
     assert np.mean(ious) >= MEAN_IOU_BAR
 
 
-def test_model_cards_record_what_the_models_score(embedded: str, real_data: Path) -> None:
+def test_model_cards_record_what_the_models_score(
+    embedded: str, real_ious: tuple[LabelledFrames, list[float]]
+) -> None:
     """Each card's real-frame table (``| mean | IoU | ...``, from ``make validate``) holds
     the mean IoU the model scores now."""
     card = model_card(embedded).read_text()
     recorded = re.search(r"^\| mean \| ([0-9.]+) \|", card, re.MULTILINE)
     assert recorded, f"{model_card(embedded)}: no '| mean | IoU |' row"
-    with Segmenter(RunSpec(embedded, "cpu")) as seg:
-        assert float(recorded.group(1)) == pytest.approx(np.mean(real_ious(seg, real_data)), abs=5e-4)
+    assert float(recorded.group(1)) == pytest.approx(np.mean(real_ious[1]), abs=5e-4)
 
 
 def test_frames_without_er_stay_background(embedded: str) -> None:

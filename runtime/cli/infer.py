@@ -17,7 +17,7 @@ from ..postprocess import ProbabilityFormat
 from ..progress import progress
 from ..segmenter import Segmenter
 from ..spec import Provider, RunSpec
-from .policy import OVERLAP_HELP, TILE_HELP, Failures, command, fail, typer_app
+from .policy import MODEL_HELP, OVERLAP_HELP, TILE_HELP, Failures, command, fail, typer_app
 
 app = typer_app(extra="analysis")
 FIGURES_HELP = "also draw <stem>_graph_NNNN.png per frame and, for stacks, <stem>_metrics.png over time."
@@ -129,7 +129,7 @@ def infer(
         typer.Option(
             "--model",
             "-m",
-            help="ONNX model, or an embedded model by name (default, default-4class); default: default.",
+            help=MODEL_HELP,
         ),
     ] = None,
     provider: Annotated[

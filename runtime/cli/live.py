@@ -24,7 +24,7 @@ from ..io import refuse_existing
 from ..segmenter import Segmenter
 from ..spec import Provider, RunSpec
 from ..stream import WhenFull
-from .policy import EXIT_ERROR, EXIT_INTERRUPTED, command, fail, typer_app
+from .policy import EXIT_ERROR, EXIT_INTERRUPTED, MODEL_HELP, command, fail, typer_app
 
 app = typer_app(extra="acquisition")
 #: Seconds between status lines when stderr is not a terminal.
@@ -101,7 +101,7 @@ def live(
         typer.Option(
             "--model",
             "-m",
-            help="ONNX model, or an embedded model by name (default, default-4class); default: default.",
+            help=MODEL_HELP,
         ),
     ] = None,
     provider: Annotated[Provider, typer.Option(help="Execution provider, as for ernet-infer.")] = "auto",

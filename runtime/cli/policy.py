@@ -19,6 +19,7 @@ from typing import Any, ParamSpec, TypeVar
 import typer
 
 from ..errors import ErnetError, first_line
+from ..models import EMBEDDED
 from .launch import EXIT_INTERRUPTED
 
 EXIT_ERROR = 1
@@ -43,6 +44,8 @@ TILE_HELP = (
     "else the model's training crop."
 )
 OVERLAP_HELP = "Tile overlap in pixels; default: a quarter of the training crop."
+#: The help of every command's --model.
+MODEL_HELP = f"ONNX model, or an embedded model by name ({', '.join(EMBEDDED)}); default: default."
 
 P = ParamSpec("P")
 R = TypeVar("R")

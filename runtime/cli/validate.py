@@ -22,7 +22,7 @@ from ..evaluation.validate import (
 from ..io import atomic_output, labelled_pairs
 from ..segmenter import Segmenter
 from ..spec import Provider, RunSpec
-from .policy import OVERLAP_HELP, TILE_HELP, command, typer_app
+from .policy import MODEL_HELP, OVERLAP_HELP, TILE_HELP, command, typer_app
 
 app = typer_app()
 
@@ -50,7 +50,7 @@ def validate(
         typer.Option(
             "--model",
             "-m",
-            help="ONNX model, or an embedded model by name (default, default-4class); default: default.",
+            help=MODEL_HELP,
         ),
     ] = None,
     provider: Annotated[Provider, typer.Option(help="Execution provider, as for ernet-infer.")] = "auto",

@@ -13,11 +13,8 @@ from pathlib import Path
 from ..errors import ModelError
 
 HERE = Path(__file__).parent
-#: The embedded models: name -> one line on what it is.
-EMBEDDED = {
-    "default": "binary ER (the original ERNet's convention), used when no model is given",
-    "default-4class": "background, tubule, sheet, SBT (ERnet-v2's classes)",
-}
+#: The names of the embedded models (their cards say what each is).
+EMBEDDED = ("default", "default-4class")
 #: Where an install carries its default model.
 DEFAULT_MODEL = HERE / "default.onnx"
 

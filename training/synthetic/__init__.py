@@ -6,6 +6,6 @@ convention (binary, as the original ERNet's labels, or ERnet-v2's four classes).
 """
 
 from .network import NetworkGraph
-from .stack import CLASS_NAMES, SyntheticConfig, SyntheticFrame, generate, generate_stack
+from .stack import SyntheticConfig, SyntheticFrame, generate, generate_stack
 
-__all__ = ["CLASS_NAMES", "NetworkGraph", "SyntheticConfig", "SyntheticFrame", "generate", "generate_stack"]
+__all__ = ["NetworkGraph", "SyntheticConfig", "SyntheticFrame", "generate", "generate_stack"]
