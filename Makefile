@@ -32,7 +32,7 @@ $(STAMP): pyproject.toml
 	# torch first, pinned: on this machine it is the CPU build on disk; with it
 	# installed, the extras' torch==2.13.0 never pulls a CUDA build.
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e '.[train,export,bench,analysis,bioimageio,acquisition,dev]'
+	$(BIN)/python -m pip install --quiet -e '.[train,export,bench,analysis,bioimageio,acquisition,zarr,dask,dev]'
 	# TensorRT's type stubs only (their package requires TensorRT itself, which needs a GPU
 	# index): the TensorRT code is type-checked against them on every machine.
 	$(BIN)/python -m pip install --quiet --no-deps 'tensorrt-stubs==10.13.0.35.1'

@@ -36,6 +36,8 @@ EXTRAS = {
     "bench": ("matplotlib",),
     "bioimageio": ("bioimageio",),
     "acquisition": ("pymmcore_plus", "useq"),
+    "zarr": ("zarr", "ome_zarr", "ome_zarr_models"),
+    "dask": ("dask", "distributed"),
 }
 
 #: The help of every command's --tile and --overlap: the run spec's tiling policy.
@@ -152,8 +154,9 @@ class PolicyApp(typer.Typer):
             sys.exit(exit_code)
         except ModuleNotFoundError as exc:
             module = (exc.name or "").partition(".")[0]
-            if self.extra is not None and module in EXTRAS.get(self.extra, ()):
-                fail(missing_extra(Path(sys.argv[0]).name, self.extra, module))
+            extras = [e for e in (self.extra, *EXTRAS) if e is not None and module in EXTRAS.get(e, ())]
+            if extras:  # the command's own extra first (several extras bring torch)
+                fail(missing_extra(Path(sys.argv[0]).name, extras[0], module))
             else:  # a base dependency: the installation is broken
                 fail(f"{module or exc} is not installed, though ernet needs it: reinstall ernet")
             sys.exit(EXIT_ERROR)

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 #: How files spell micrometres.
-MICROMETRE_UNITS = ("micron", "microns", "um", "µm", "\u00b5m", "μm")
+MICROMETRE_UNITS = ("micron", "microns", "um", "µm", "\u00b5m", "μm", "micrometer", "micrometre")
 
 
 @dataclass(frozen=True)
