@@ -57,7 +57,7 @@ def segment_array(
     before each and, when true, stops with :class:`Cancelled`.
     """
     shape = tuple(np.shape(array))
-    layout = _FrameLayout.of(axes, shape, segmenter.contract.in_channels, channel)
+    layout = FrameLayout.of(axes, shape, segmenter.contract.in_channels, channel)
     total = int(np.prod(layout.lead_shape, dtype=np.int64))
     value_range = None
     if normalize == "stack":
@@ -91,7 +91,7 @@ def segment_array(
 
 
 @dataclass(frozen=True)
-class _FrameLayout:
+class FrameLayout:
     """Where an array's frames are: the leading axes enumerate them; ``channel_axis``
     (if any) is moved before Y, X, or fixed at ``channel``."""
 
@@ -103,7 +103,7 @@ class _FrameLayout:
     frame_shape: tuple[int, int]
 
     @classmethod
-    def of(cls, axes: str, shape: tuple[int, ...], in_channels: int, channel: int | None) -> _FrameLayout:
+    def of(cls, axes: str, shape: tuple[int, ...], in_channels: int, channel: int | None) -> FrameLayout:
         axes = axes.upper()
         if len(axes) != len(shape) or len(set(axes)) != len(axes) or not axes.isalpha():
             raise InputError(f"axes '{axes}' do not name the {len(shape)} axes of an array of shape {shape}")
@@ -132,8 +132,9 @@ class _FrameLayout:
         lead_shape = tuple(sizes[a] for a in lead)
         return cls(axes, lead, lead_shape, channel_axis, channel, (sizes["Y"], sizes["X"]))
 
-    def frames(self, array: Any) -> Iterator[np.ndarray]:
-        """Each frame as a numpy Y x X (or C x Y x X) array, read on demand."""
+    def frame_views(self, array: Any) -> Iterator[Any]:
+        """Each frame as ``array`` indexed and transposed to Y x X (or C x Y x X): for a
+        dask array a lazy one, for a zarr array one read."""
         frame_axes = ("" if self.channel is not None or not self.channel_axis else self.channel_axis) + "YX"
         for index in np.ndindex(*self.lead_shape):
             position = dict(zip(self.lead_axes, index, strict=True))
@@ -141,7 +142,15 @@ class _FrameLayout:
                 position[self.channel_axis] = self.channel
             key = tuple(position.get(a, slice(None)) for a in self.axes)
             kept = [a for a in self.axes if a not in position]
-            yield np.transpose(np.asarray(array[key]), [kept.index(a) for a in frame_axes])
+            view, order = array[key], [kept.index(a) for a in frame_axes]
+            yield (
+                view.transpose(order) if hasattr(view, "transpose") else np.transpose(np.asarray(view), order)
+            )
+
+    def frames(self, array: Any) -> Iterator[np.ndarray]:
+        """Each frame as a numpy Y x X (or C x Y x X) array, read on demand."""
+        for view in self.frame_views(array):
+            yield np.asarray(view)
 
     def result(self, labels: np.ndarray, probabilities: np.ndarray | None) -> ArraySegmentation:
         """Stacked frame results back in the array's axis order (probabilities: lead, C, YX)."""

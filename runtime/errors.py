@@ -27,5 +27,9 @@ class OutputError(ErnetError):
     """An output cannot be written (exists, would overwrite an input)."""
 
 
+class ClusterError(ErnetError):
+    """A Dask cluster cannot be reached or started, or lost the run."""
+
+
 class NoContrastWarning(UserWarning):
     """A frame whose normalisation range is empty (a constant frame): labelled background."""

@@ -98,16 +98,11 @@ def segment_image(
     """
     timings = Timings()
     if check_memory:
-        _check_memory(segmenter, source, outputs)
+        check_frame_memory(segmenter, source, outputs)
     start = time.perf_counter()  # the first pass over a stack is segmentation time too
     value_range = stack_range(segmenter.normalization, source.frames()) if normalize_over == "stack" else None
     timings.segmentation += time.perf_counter() - start
-    description = {
-        "source": source.path.name,
-        **segmenter.describe(source.frame_shape),
-        "normalized_over": normalize_over,
-        "value_range": value_range,
-    }
+    description = run_description(segmenter, source, normalize_over, value_range)
     lead_axes, lead_shape = source.axes[:-2], source.shape[:-2]
     height, width = source.frame_shape
     with ExitStack() as files:
@@ -162,7 +157,23 @@ def segment_image(
     return timings
 
 
-def _check_memory(segmenter: Segmenter, source: Source, outputs: Outputs) -> None:
+def run_description(
+    segmenter: Segmenter,
+    source: Source,
+    normalize_over: Literal["frame", "stack"],
+    value_range: tuple[float, float] | None,
+) -> dict[str, Any]:
+    """What outputs record of how they were made: the input, the model and its tiling,
+    the normalisation (and a stack's range)."""
+    return {
+        "source": source.path.name,
+        **segmenter.describe(source.frame_shape),
+        "normalized_over": normalize_over,
+        "value_range": value_range,
+    }
+
+
+def check_frame_memory(segmenter: Segmenter, source: Source, outputs: Outputs) -> None:
     """InputError if segmenting ``source``'s frames needs more memory than is available."""
     height, width = source.frame_shape
     fmt = outputs.probability_format if outputs.probabilities else None

@@ -177,6 +177,21 @@ class StackRange:
             step = max(1, values.size // _FLOAT_SAMPLES_PER_FRAME)
             self._samples.append(values[::step].astype(np.float32))
 
+    def merge(self, other: StackRange) -> StackRange:
+        """Count ``other``'s frames too (ranges gathered apart, e.g. on cluster workers,
+        merge to what one pass over all the frames gives); returns self."""
+        if other._counts is not None:
+            counts = other._counts
+            if self._counts is not None:
+                size = max(self._counts.size, counts.size)
+                counts = np.pad(self._counts, (0, size - self._counts.size)) + np.pad(
+                    counts, (0, size - counts.size)
+                )
+            self._counts = counts
+        self._samples.extend(other._samples)
+        self._noise.extend(other._noise)
+        return self
+
     def value_range(self) -> tuple[float, float]:
         """The range of everything added so far (as ``Normalization.value_range`` of it all)."""
         norm = self.normalization

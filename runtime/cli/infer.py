@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -11,7 +13,8 @@ import typer
 
 from ..analysis import AnalysisOptions, FractionsTable, frame_indices, require_analysis_libraries
 from ..errors import OutputError
-from ..io import check_name_length, mask_path, open_image, output_path, reader_for, refuse_existing
+from ..io import check_name_length, open_image, output_path, reader_for, refuse_existing
+from ..io.naming import DEFAULT_IMAGE_SUFFIX, ZARR_IMAGE_SUFFIX
 from ..pipeline import Outputs, Timings, segment_image
 from ..postprocess import ProbabilityFormat
 from ..progress import progress
@@ -20,6 +23,8 @@ from ..spec import Provider, RunSpec
 from .policy import MODEL_HELP, OVERLAP_HELP, TILE_HELP, Failures, command, fail, typer_app
 
 app = typer_app(extra="analysis")
+#: The name of the image-label that --labels-into-input adds to an OME-Zarr image.
+LABELS_NAME = "ernet"
 FIGURES_HELP = "also draw <stem>_graph_NNNN.png per frame and, for stacks, <stem>_metrics.png over time."
 FRACTIONS_HELP = (
     "Also write this CSV as ERnet-v2 writes its statistics (Filename,Tubule fraction,Sheet fraction,"
@@ -35,19 +40,24 @@ def plan_outputs(
     overlay: bool,
     metrics: bool,
     overwrite: bool,
+    suffix: Callable[[Path], str] = lambda source: DEFAULT_IMAGE_SUFFIX,
+    labels_into: Callable[[Path], Path] | None = None,
 ) -> list[Outputs]:
-    """Output files per input; refuses to overwrite an input, or an output unless asked."""
+    """Output files per input: images with the ``suffix`` chosen for the input, the
+    mask at ``labels_into(input)`` where given; refuses to overwrite an input, or an
+    output unless asked."""
     if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
         raise OutputError(f"{out_dir}: output folder is not a directory")
     sources = {p.resolve() for p in inputs}
     plans = []
     seen: set[Path] = set()
     for source in inputs:
+        images = suffix(source)
         plan = Outputs(
-            mask_path(source, out_dir),
-            output_path(source, "probabilities", out_dir) if probabilities else None,
+            labels_into(source) if labels_into else output_path(source, "mask", out_dir, images),
+            output_path(source, "probabilities", out_dir, images) if probabilities else None,
             probabilities or "uint8",
-            output_path(source, "overlay", out_dir) if overlay else None,
+            output_path(source, "overlay", out_dir, images) if overlay else None,
             output_path(source, "metrics", out_dir, ".csv") if metrics else None,
             overwrite,
         )
@@ -62,6 +72,43 @@ def plan_outputs(
             refuse_existing(target, overwrite)
         plans.append(plan)
     return plans
+
+
+def check_cluster_options(
+    dask: str | None, resume: bool, out_format: str, metrics: bool, overlay: bool, fractions: Path | None
+) -> None:
+    """Usage errors of options that need --dask, or that a cluster run does not make."""
+    if dask is None:
+        if resume:
+            raise typer.BadParameter(
+                "goes on from an interrupted --dask run: add --dask", param_hint="--resume"
+            )
+        return
+    if out_format == "tif":
+        raise typer.BadParameter("workers write OME-Zarr: leave out --out-format tif", param_hint="--dask")
+    for given, name in (
+        (metrics, "--metrics"),
+        (overlay, "--overlay"),
+        (fractions is not None, "--fractions-csv"),
+    ):
+        if given:
+            raise typer.BadParameter(f"{name} is made in one process: leave out --dask", param_hint="--dask")
+
+
+def image_suffix(source: Path, out_format: str, on_cluster: bool) -> str:
+    """The suffix of ``source``'s image outputs: OME-Zarr where asked, for zarr inputs and
+    on a cluster (under ``auto``), else TIFF."""
+    if out_format == "auto":
+        zarr = on_cluster or reader_for(source).name == "zarr"
+        return ZARR_IMAGE_SUFFIX if zarr else DEFAULT_IMAGE_SUFFIX
+    return ZARR_IMAGE_SUFFIX if out_format == "zarr" else DEFAULT_IMAGE_SUFFIX
+
+
+def input_labels(source: Path, series: int | None) -> Path:
+    """Where --labels-into-input puts the mask of ``source``: its image's ``labels/ernet``."""
+    from ..io.omezarr.reader import image_group
+
+    return image_group(source, series) / "labels" / LABELS_NAME
 
 
 def parse_index(values: list[str]) -> dict[str, int]:
@@ -201,6 +248,35 @@ def infer(
             show_default="the model's (embedded default: README, Background and noise)",
         ),
     ] = None,
+    out_format: Annotated[
+        Literal["auto", "tif", "zarr"],
+        typer.Option(
+            help="Image outputs as TIFF or as OME-Zarr (<stem>_mask.ome.zarr: NGFF image-label, "
+            "multiscale); auto: OME-Zarr for zarr inputs and with --dask, else TIFF."
+        ),
+    ] = "auto",
+    series: Annotated[
+        int | None, typer.Option(min=0, help="Series of a bioformats2raw OME-Zarr (default: 0).")
+    ] = None,
+    labels_into_input: Annotated[
+        bool,
+        typer.Option(
+            help="OME-Zarr image inputs: add the mask to the input image as labels/ernet (NGFF "
+            "labels), moved into place when complete, instead of a new store."
+        ),
+    ] = False,
+    dask: Annotated[
+        str | None,
+        typer.Option(
+            help="Segment on a Dask cluster: local:N (N worker processes here) or a scheduler "
+            "address such as tcp://host:8786; workers write OME-Zarr outputs.",
+            show_default=False,
+        ),
+    ] = None,
+    resume: Annotated[
+        bool,
+        typer.Option(help="With --dask: go on from an interrupted run, skipping the frames it completed."),
+    ] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace existing outputs.")] = False,
     memory_check: Annotated[
         bool, typer.Option(help="Refuse frames that need more memory than is available.")
@@ -213,6 +289,7 @@ def infer(
     """Segment ER in each INPUT; writes <stem>_mask.tif (uint8 class ids, input axes)."""
     if figures and not metrics:
         raise typer.BadParameter("draws the network analysis: add --metrics", param_hint="--figures")
+    check_cluster_options(dask, resume, out_format, metrics, overlay, fractions_csv)
     selection = parse_index(index or [])
     failures = Failures()
     inputs = [source for source in inputs if _readable(source, failures)]
@@ -225,6 +302,8 @@ def infer(
         overlay=overlay,
         metrics=metrics,
         overwrite=overwrite,
+        suffix=lambda source: image_suffix(source, out_format, dask is not None),
+        labels_into=(lambda source: input_labels(source, series)) if labels_into_input else None,
     )
     if metrics:
         require_analysis_libraries(figures)
@@ -254,30 +333,51 @@ def infer(
     frames = pixels = 0
     timings = Timings()
     start = time.perf_counter()
-    for source, plan in zip(inputs, plans, strict=True):
-        with failures.each(source):
-            image = open_image(source, channel, selection)
-            with progress(image.n_frames, source.name, quiet=quiet) as advance:
-                spent = segment_image(
-                    segmenter,
-                    image,
-                    plan,
-                    normalize_over=normalize,
-                    analysis=analysis,
-                    figures=figures,
-                    advance=advance,
-                    check_memory=memory_check,
-                )
-            timings.add(spent)
-            if fractions:  # from the masks as written
-                mask = open_image(plan.mask)
-                for where, labels in zip(frame_indices(mask.axes, mask.shape), mask.frames(), strict=True):
-                    fractions.add(source.name, where, labels, class_names)
-            frames += image.n_frames
-            pixels += image.n_frames * image.frame_shape[0] * image.frame_shape[1]
-            if not quiet:
-                for path in plan.paths():
-                    print(f"wrote {path}", file=sys.stderr)
+    with ExitStack() as cluster:
+        client = None
+        if dask:  # the dask extra, imported only here
+            from ..cluster import SourceRef, connect, segment_on_cluster
+
+            client = cluster.enter_context(connect(dask))
+        for source, plan in zip(inputs, plans, strict=True):
+            with failures.each(source):
+                image = open_image(source, channel, selection, series)
+                with progress(image.n_frames, source.name, quiet=quiet) as advance:
+                    if client is None:
+                        spent = segment_image(
+                            segmenter,
+                            image,
+                            plan,
+                            normalize_over=normalize,
+                            analysis=analysis,
+                            figures=figures,
+                            advance=advance,
+                            check_memory=memory_check,
+                        )
+                    else:
+                        spent = segment_on_cluster(
+                            client,
+                            segmenter,
+                            image,
+                            SourceRef(source, channel, tuple(selection.items()), series),
+                            plan,
+                            normalize_over=normalize,
+                            resume=resume,
+                            advance=advance,
+                            check_memory=memory_check,
+                        )
+                timings.add(spent)
+                if fractions:  # from the masks as written
+                    mask = open_image(plan.mask)
+                    for where, labels in zip(
+                        frame_indices(mask.axes, mask.shape), mask.frames(), strict=True
+                    ):
+                        fractions.add(source.name, where, labels, class_names)
+                frames += image.n_frames
+                pixels += image.n_frames * image.frame_shape[0] * image.frame_shape[1]
+                if not quiet:
+                    for path in plan.paths():
+                        print(f"wrote {path}", file=sys.stderr)
     if fractions:
         finish_fractions(fractions, failures, quiet)
     print(

@@ -39,6 +39,12 @@ def distinct_axes(axes: str) -> str:
     return out
 
 
+def one_series(path: Path, series: int) -> None:
+    """InputError unless ``series`` is 0, the one series of a file that has one."""
+    if series != 0:
+        raise InputError(f"{path}: has one series; --series {series} is out of range")
+
+
 class Source(ABC):
     """An image or stack: ``axes`` (ending in ``YX``), ``shape``, ``dtype``, per-axis
     ``calibration``, the ``description`` our writers record in outputs (class names...;

@@ -18,6 +18,7 @@ import numpy as np
 from ..errors import OutputError
 from . import tiff
 from .calibration import Calibration
+from .omezarr import store as omezarr
 
 
 class Writer(Protocol):
@@ -53,7 +54,10 @@ class WriterFactory(Protocol):
     ) -> Writer: ...
 
 
-_WRITERS: dict[str, WriterFactory] = dict.fromkeys(tiff.SUFFIXES, tiff.TiffStackWriter)
+_WRITERS: dict[str, WriterFactory] = {
+    **dict.fromkeys(tiff.SUFFIXES, tiff.TiffStackWriter),
+    **dict.fromkeys(omezarr.SUFFIXES, omezarr.OmeZarrWriter),
+}
 
 
 def register_writer(suffixes: tuple[str, ...], factory: WriterFactory) -> None:

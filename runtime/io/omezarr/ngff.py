@@ -16,6 +16,8 @@ from ..source import CHANNEL_AXES
 
 #: NGFF's axis types of our axis letters (others are custom axes, without a type).
 AXIS_TYPES = {"T": "time", "C": "channel", "S": "channel", "Z": "space", "Y": "space", "X": "space"}
+#: The NGFF axis names that are our letters (upper-cased).
+_NGFF_LETTERS = ("T", "C", "Z", "Y", "X")
 #: NGFF's order of axes by type: time, custom, channel, space (z, y, x).
 _ORDER = {"T": 0, "C": 2, "S": 2, "Z": 3, "Y": 4, "X": 5}
 #: Our spellings of units (as files write them) -> NGFF's (UDUNITS) names.
@@ -66,7 +68,8 @@ def ngff_scale(axes: str, calibration: Calibration) -> list[float]:
 def axis_letters(axes: Sequence[Mapping[str, Any]]) -> str:
     """Our letters of NGFF axis objects: ``t``/``c``/``z``/``y``/``x`` upper-cased, any
     other (custom) axis ``Q``, as tifffile names an unknown axis."""
-    return "".join(str(axis["name"]).upper() if str(axis["name"]).upper() in "TCZYX" else "Q" for axis in axes)
+    names = (str(axis["name"]).upper() for axis in axes)
+    return "".join(name if name in _NGFF_LETTERS else "Q" for name in names)
 
 
 def calibration_of(axes: Sequence[Mapping[str, Any]], scale: Sequence[float]) -> Calibration:

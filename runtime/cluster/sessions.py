@@ -1,0 +1,95 @@
+"""One model session per worker process, made once and reused by every task.
+
+The client wraps its run spec in a :class:`ModelRef` (the spec and a key: the hash of
+the model's bytes and of the spec). :class:`ModelPlugin` carries the model's bytes to
+each worker once, when it joins, writes them to the worker's local directory and opens
+the session there, with as many ONNX Runtime threads as the worker has. Tasks carry
+only the small :class:`ModelRef` and find their worker's session with :func:`session`
+(which opens one from the spec itself where no plugin runs, e.g. on Dask's local
+threaded scheduler).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from distributed import WorkerPlugin, get_worker
+
+from ..segmenter import Segmenter
+from ..spec import RunSpec
+
+_SESSIONS: dict[str, Segmenter] = {}
+_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """What a task needs to find its worker's session: the run spec and its key."""
+
+    spec: RunSpec
+    key: str
+
+    @classmethod
+    def of(cls, spec: RunSpec) -> ModelRef:
+        """The reference of ``spec``, keyed by its model's bytes and its settings."""
+        digest = hashlib.sha256(repr(replace(spec, model=None)).encode())
+        if spec.model_path is not None:
+            digest.update(spec.model_path.read_bytes())
+        return cls(spec, digest.hexdigest()[:32])
+
+
+def _worker_threads() -> int | None:
+    """The thread count of the Dask worker running this task; None outside a worker."""
+    try:
+        return int(get_worker().state.nthreads)
+    except ValueError:  # not in a worker
+        return None
+
+
+def session(ref: ModelRef) -> Segmenter:
+    """This process's session of ``ref``'s model, opened on first use (threads: the
+    worker's, unless the spec sets them)."""
+    with _LOCK:
+        segmenter = _SESSIONS.get(ref.key)
+        if segmenter is None:
+            spec = ref.spec
+            if spec.threads is None:
+                spec = replace(spec, threads=_worker_threads())
+            segmenter = _SESSIONS[ref.key] = Segmenter(spec, warmup=False)
+        return segmenter
+
+
+class ModelPlugin(WorkerPlugin):
+    """Sends a model to every worker once (also to workers that join later) and opens
+    its session there."""
+
+    def __init__(self, ref: ModelRef) -> None:
+        self.ref = ref
+        self.name = f"ernet-model-{ref.key}"
+        path = ref.spec.model_path
+        self.model_bytes = path.read_bytes() if path is not None else None
+
+    def setup(self, worker: Any) -> None:
+        """Write the model into the worker's directory and open its session."""
+        spec = self.ref.spec
+        if self.model_bytes is not None:
+            path = Path(worker.local_directory) / f"ernet-{self.ref.key}.onnx"
+            tmp = path.with_suffix(f".{os.getpid()}.part")
+            tmp.write_bytes(self.model_bytes)
+            os.replace(tmp, path)
+            spec = replace(spec, model=path)
+        spec = replace(spec, threads=spec.threads or int(worker.state.nthreads))
+        with _LOCK:
+            _SESSIONS[self.ref.key] = Segmenter(spec, warmup=False)
+
+    def teardown(self, worker: Any) -> None:
+        """Close the session."""
+        with _LOCK:
+            segmenter = _SESSIONS.pop(self.ref.key, None)
+        if segmenter is not None:
+            segmenter.close()
