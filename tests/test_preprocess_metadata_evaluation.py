@@ -194,3 +194,22 @@ def test_a_noise_floor_keeps_noise_from_becoming_contrast() -> None:
     with pytest.raises(ValueError, match="noise floor"):
         Normalization(mode="scale", noise_floor=30)
     assert Normalization.from_dict({"mode": "percentile", "low": 1.0, "high": 99.0}).noise_floor == 0.0
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
+def test_stack_ranges_gathered_apart_merge_to_one_pass(dtype: type) -> None:
+    """What cluster workers gather on groups of frames merges to the one-pass range, bit for bit."""
+    from ernet.runtime.preprocess import StackRange, stack_range
+
+    rng = np.random.default_rng(5)
+    top = 200 if dtype == np.uint8 else 4000
+    frames = [rng.integers(0, top // (i + 1), (32, 48)).astype(dtype) for i in range(7)]
+    norm = Normalization(noise_floor=5)
+    parts = []
+    for group in (frames[:3], frames[3:4], frames[4:]):
+        part = StackRange(norm)
+        for frame in group:
+            part.add(frame)
+        parts.append(part)
+    merged = parts[2].merge(parts[0]).merge(parts[1])  # in any order
+    assert merged.value_range() == stack_range(norm, frames)

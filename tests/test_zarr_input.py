@@ -216,9 +216,10 @@ def test_ernet_infer_segments_a_zarr(tiny_onnx: Path, tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     mask = open_image(tmp_path / "out" / "cells_mask.ome.zarr")  # zarr in, OME-Zarr out
     assert (mask.axes, mask.shape) == ("ZYX", (2, 12, 20))
-    done = run_cli("ernet-infer", path, "--model", tiny_onnx, "--out", tmp_path / "tif", "--out-format", "tif")
+    tif = tmp_path / "tif"
+    done = run_cli("ernet-infer", path, "--model", tiny_onnx, "--out", tif, "--out-format", "tif")
     assert done.returncode == 0, done.stderr
-    np.testing.assert_array_equal(tifffile.imread(tmp_path / "tif" / "cells_mask.tif"), mask.data)
+    np.testing.assert_array_equal(tifffile.imread(tif / "cells_mask.tif"), mask.data)
 
 
 def test_the_metadata_is_read_by_ome_zarr_models(tmp_path: Path) -> None:

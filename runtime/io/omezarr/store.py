@@ -176,7 +176,7 @@ class FrameStore:
                 "dimension_names": [a["name"] for a in ngff_axes(store_axes, calibration)]
             }
             if fmt.zarr_format == 2:
-                options = {"dimension_separator": "/"}
+                options = {"chunk_key_encoding": {"name": "v2", "separator": "/"}}  # as NGFF 0.4 asks
             group.create_array(
                 str(level),
                 shape=tuple(shape[self.axes.index(a)] for a in store_axes),
@@ -286,7 +286,10 @@ class FrameStore:
         fmt = _format(self.version)
         group = _zarr().open_group(self.into, mode="a", zarr_format=fmt.zarr_format)
         names = [n for n in get_metadata(group).get("labels", []) if n != self.path.name]
-        add_metadata(group, {"labels": [*names, self.path.name]}, fmt=fmt)
+        listing: dict[str, Any] = {"labels": [*names, self.path.name]}
+        if fmt.zarr_format == 3:  # NGFF 0.5 versions every group's "ome" attributes
+            listing["version"] = fmt.version
+        add_metadata(group, listing, fmt=fmt)
 
     def discard(self) -> None:
         """Remove the partial store (a run that failed and cannot be resumed)."""

@@ -1,0 +1,281 @@
+"""Segmentation on a real Dask cluster (a LocalCluster of 2 worker processes on
+127.0.0.1): labels equal one process's bit for bit, a killed worker's frames are
+recomputed, interrupted runs resume, and problems are one line."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import tifffile
+
+from ernet.runtime import Segmenter
+from ernet.runtime.arrays import segment_array
+from ernet.runtime.errors import OutputError
+from ernet.runtime.io import open_image
+from ernet.runtime.pipeline import Outputs
+from ernet.training.synthetic import generate_stack
+from ernet.training.synthetic.stack import SyntheticConfig
+
+from conftest import run_cli
+
+distributed = pytest.importorskip("distributed")
+da = pytest.importorskip("dask.array")
+zarr = pytest.importorskip("zarr")
+from ome_zarr.format import FormatV04, FormatV05  # noqa: E402
+from ome_zarr.writer import write_image  # noqa: E402
+from ome_zarr_models.v04.image import Image as Image04  # noqa: E402
+from ome_zarr_models.v05.image import Image as Image05  # noqa: E402
+from ome_zarr_models.v05.image_label import ImageLabel  # noqa: E402
+
+from ernet.runtime.cluster import SourceRef, segment_dask, segment_on_cluster  # noqa: E402
+
+#: The embedded default model: real labels, both classes in every frame.
+MODEL = "default"
+FRAMES, HEIGHT, WIDTH = 12, 192, 224
+
+
+@pytest.fixture(scope="module")
+def client() -> Any:
+    """A client of 2 worker processes (one thread each) on 127.0.0.1."""
+    with (
+        distributed.LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+            silence_logs=logging.ERROR,
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        yield client
+
+
+@pytest.fixture(scope="module")
+def stack() -> np.ndarray:
+    """A 16-bit time-lapse of generated ER."""
+    frames = generate_stack(FRAMES, 5, SyntheticConfig(height=HEIGHT, width=WIDTH, bit_depth=16))
+    return np.stack([f.image for f in frames])
+
+
+@pytest.fixture(scope="module")
+def stack_tif(stack: np.ndarray, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("cluster") / "cells.tif"
+    tifffile.imwrite(
+        path, stack, imagej=True, resolution=(1 / 0.065, 1 / 0.065), metadata={"axes": "TYX", "unit": "um"}
+    )
+    return path
+
+
+@pytest.fixture(scope="module")
+def segmenter() -> Segmenter:
+    return Segmenter(MODEL, warmup=False)
+
+
+def _labels(path: Path) -> np.ndarray:
+    return open_image(path).data
+
+
+@pytest.mark.parametrize("normalize", ["frame", "stack"])
+def test_a_tiff_stack_on_two_workers_equals_one_process(
+    client: Any, stack_tif: Path, tmp_path: Path, normalize: str
+) -> None:
+    address = client.scheduler.address
+    assert address.startswith("tcp://127.0.0.1:")
+    one = run_cli("ernet-infer", stack_tif, "--out", tmp_path / "one", "--normalize", normalize, "-q")
+    assert one.returncode == 0, one.stderr
+    two = run_cli(
+        "ernet-infer", stack_tif, "--dask", address, "--out", tmp_path / "two", "--normalize", normalize
+    )
+    assert two.returncode == 0, two.stderr
+    single, distributed_labels = (
+        _labels(tmp_path / "one" / "cells_mask.tif"),
+        _labels(tmp_path / "two" / "cells_mask.ome.zarr"),
+    )
+    assert set(np.unique(single)) == {0, 1}
+    np.testing.assert_array_equal(distributed_labels, single)
+    assert f"{FRAMES}/{FRAMES} frames" in two.stderr  # progress from the futures
+    assert "frames/s" in two.stdout
+
+
+def _ngff_input(path: Path, data: np.ndarray, version: str) -> Path:
+    """``data`` (T x Z x Y x X) as an NGFF image with a scale and units per axis."""
+    fmt = FormatV04() if version == "0.4" else FormatV05()
+    group = zarr.open_group(path, mode="w", zarr_format=fmt.zarr_format)
+    write_image(
+        data,
+        group,
+        axes="tzyx",
+        fmt=fmt,
+        scale_factors=[2],
+        scale={"t": 2.5, "z": 0.3, "y": 0.065, "x": 0.065},
+        axes_units={"t": "second", "z": "micrometer", "y": "micrometer", "x": "micrometer"},
+    )
+    return path
+
+
+def _multiscale(path: Path, version: str) -> Any:
+    """The first multiscale of the image at ``path``, as ome-zarr-models reads it."""
+    model = Image04 if version == "0.4" else Image05
+    return model.from_zarr(zarr.open_group(path, mode="r")).ome_attributes.multiscales[0]
+
+
+def test_an_ome_zarr_input_on_a_local_cluster(stack: np.ndarray, tmp_path: Path) -> None:
+    """NGFF 0.4 in, ``--dask local:2`` (its own cluster): the labels of one process, and
+    an OME-Zarr image-label whose axes and scale the NGFF library reads as the input's."""
+    source = _ngff_input(tmp_path / "cells.ome.zarr", stack[:8].reshape(4, 2, HEIGHT, WIDTH), "0.4")
+    one = run_cli("ernet-infer", source, "--out", tmp_path / "one", "--normalize", "stack", "-q")
+    assert one.returncode == 0, one.stderr
+    two = run_cli(
+        "ernet-infer", source, "--dask", "local:2", "--out", tmp_path / "two", "--normalize", "stack", "-q"
+    )
+    assert two.returncode == 0, two.stderr
+    mask = tmp_path / "two" / "cells_mask.ome.zarr"
+    np.testing.assert_array_equal(_labels(mask), _labels(tmp_path / "one" / "cells_mask.ome.zarr"))
+    written, given = _multiscale(mask, "0.5"), _multiscale(source, "0.4")
+    assert [a.name for a in written.axes] == [a.name for a in given.axes] == ["t", "z", "y", "x"]
+    assert [a.unit for a in written.axes] == [a.unit for a in given.axes]
+    assert (
+        written.datasets[0].coordinateTransformations[0].scale
+        == given.datasets[0].coordinateTransformations[0].scale
+    )
+    label = ImageLabel.from_zarr(zarr.open_group(mask, mode="r")).ome_attributes.image_label
+    assert [c.label_value for c in label.colors] == [0, 1]
+
+
+@pytest.mark.parametrize("version", ["0.4", "0.5"])
+def test_labels_into_the_input_image(client: Any, stack: np.ndarray, tmp_path: Path, version: str) -> None:
+    """--labels-into-input adds labels/ernet the NGFF way and changes nothing else."""
+    source = _ngff_input(tmp_path / "cells.zarr", stack[:4].reshape(2, 2, HEIGHT, WIDTH), version)
+    before = _hashes(source)
+    done = run_cli("ernet-infer", source, "--labels-into-input", "--dask", client.scheduler.address, "-q")
+    assert done.returncode == 0, done.stderr
+    after = _hashes(source)
+    assert {p: h for p, h in after.items() if not p.startswith("labels/")} == before
+    model = Image04 if version == "0.4" else Image05
+    image = model.from_zarr(zarr.open_group(source, mode="r"))
+    assert image.labels is not None and image.labels.ome_attributes.labels == ["ernet"]
+    labels = open_image(source / "labels" / "ernet")
+    one = run_cli("ernet-infer", source, "--out", tmp_path / "one", "-q")
+    np.testing.assert_array_equal(labels.data, _labels(tmp_path / "one" / "cells_mask.ome.zarr"))
+    assert not any(p.name.endswith(".partial") for p in source.rglob("*")), "temporary store left behind"
+    again = run_cli("ernet-infer", source, "--labels-into-input", "-q")
+    assert again.returncode == 1 and "exists" in again.stderr and one.returncode == 0
+
+
+def _hashes(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in root.rglob("*")
+        if p.is_file()
+    }
+
+
+def _reference(segmenter: Segmenter, stack: np.ndarray) -> np.ndarray:
+    return segment_array(segmenter, stack, "TYX").labels
+
+
+def test_a_killed_worker_s_frames_are_recomputed(
+    client: Any, segmenter: Segmenter, stack: np.ndarray, stack_tif: Path, tmp_path: Path
+) -> None:
+    image = open_image(stack_tif)
+    killed: list[int] = []
+
+    def kill_a_busy_worker(n: int) -> None:
+        if killed or n == 0:
+            return
+        pids = client.run(os.getpid)
+        busy = max(client.processing().items(), key=lambda item: len(item[1]))
+        assert busy[1], "no frame left in progress to recompute"
+        killed.append(len(busy[1]))
+        os.kill(pids[busy[0]], signal.SIGKILL)
+
+    outputs = Outputs(tmp_path / "cells_mask.ome.zarr")
+    segment_on_cluster(client, segmenter, image, SourceRef(stack_tif), outputs, advance=kill_a_busy_worker)
+    assert killed
+    np.testing.assert_array_equal(_labels(outputs.mask), _reference(segmenter, stack))
+    client.wait_for_workers(2, timeout=60)
+
+
+def test_an_interrupted_run_resumes(
+    client: Any, segmenter: Segmenter, stack: np.ndarray, stack_tif: Path, tmp_path: Path
+) -> None:
+    image, source = open_image(stack_tif), SourceRef(stack_tif)
+    outputs = Outputs(tmp_path / "cells_mask.ome.zarr", tmp_path / "cells_probabilities.ome.zarr")
+    seen = []
+
+    def interrupt(n: int) -> None:
+        seen.append(n)
+        if sum(seen) >= 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        segment_on_cluster(client, segmenter, image, source, outputs, advance=interrupt)
+    while any(client.processing().values()):  # the frames in progress finish
+        time.sleep(0.05)
+    assert not outputs.mask.exists(), "a partial result under the output's name"
+    with pytest.raises(OutputError, match="different run"):
+        segment_on_cluster(client, segmenter, image, source, outputs, normalize_over="stack", resume=True)
+    counts: list[int] = []
+    segment_on_cluster(client, segmenter, image, source, outputs, resume=True, advance=counts.append)
+    assert 3 <= counts[0] < FRAMES, "the frames done before were not skipped"
+    assert sum(counts) == FRAMES
+    np.testing.assert_array_equal(_labels(outputs.mask), _reference(segmenter, stack))
+    probabilities = open_image(outputs.probabilities, channel=1).data  # type: ignore[arg-type]
+    expected = segment_array(segmenter, stack, "TYX", probabilities="uint8").probabilities
+    np.testing.assert_array_equal(probabilities, expected[:, 1])
+
+
+def test_segment_dask_is_lazy_and_equals_one_process(
+    client: Any, segmenter: Segmenter, stack: np.ndarray
+) -> None:
+    lazy = segment_dask(da.from_array(stack, chunks=(2, HEIGHT, WIDTH)), "TYX", MODEL)
+    assert isinstance(lazy, da.Array) and lazy.shape == stack.shape and lazy.dtype == np.uint8
+    np.testing.assert_array_equal(lazy.compute(), _reference(segmenter, stack))
+    stacked = segment_dask(da.from_array(stack[:4], chunks=(1, HEIGHT, WIDTH)), "TYX", normalize="stack")
+    expected = segment_array(segmenter, stack[:4], "TYX", normalize="stack").labels
+    np.testing.assert_array_equal(stacked.compute(), expected)
+
+
+def test_split_planes_join_without_seams(client: Any, segmenter: Segmenter, stack: np.ndarray) -> None:
+    """Planes chunked in Y and X are segmented region by region with the tiling overlap
+    as margin: the joins disagree with whole planes no more than elsewhere."""
+    whole = _reference(segmenter, stack[:3])
+    split = segment_dask(da.from_array(stack[:3], chunks=(1, HEIGHT // 2, WIDTH // 2)), "TYX").compute()
+    assert (split == whole).mean() > 0.995
+    seams = np.zeros((HEIGHT, WIDTH), bool)
+    seams[HEIGHT // 2 - 2 : HEIGHT // 2 + 2] = seams[:, WIDTH // 2 - 2 : WIDTH // 2 + 2] = True
+    differ = split != whole
+    assert differ[:, seams].mean() <= max(0.01, 3 * differ[:, ~seams].mean())
+
+
+def test_an_unreachable_scheduler_is_one_line(stack_tif: Path, tmp_path: Path) -> None:
+    start = time.monotonic()
+    done = run_cli("ernet-infer", stack_tif, "--dask", "tcp://127.0.0.1:9", "--out", tmp_path)
+    assert done.returncode == 1
+    assert time.monotonic() - start < 60
+    (line,) = [line for line in done.stderr.splitlines() if line.startswith("error")]
+    assert "tcp://127.0.0.1:9" in line and "no Dask scheduler answers" in line
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--resume"], "add --dask"),
+        (["--dask", "local:2", "--metrics"], "--metrics is made in one process"),
+        (["--dask", "local:2", "--out-format", "tif"], "workers write OME-Zarr"),
+        (["--dask", "local:x"], "expected local:N"),
+    ],
+)
+def test_cluster_options_that_do_not_go_together(stack_tif: Path, options: list[str], message: str) -> None:
+    done = run_cli("ernet-infer", stack_tif, *options)
+    assert done.returncode in (1, 2) and message in done.stderr
