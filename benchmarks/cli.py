@@ -28,6 +28,8 @@ from ernet.runtime.io import atomic_output
 
 from .acquisition import RATES as LIVE_RATES
 from .acquisition import bench_live, live_markdown
+from .cluster import STACK as CLUSTER_STACK
+from .cluster import bench_cluster, cluster_markdown
 from .comparison import RATE_TILE
 from .measure import machine, run_measured, summary, timings, uint16_frame
 from .plot import plot_results
@@ -274,6 +276,8 @@ def markdown(result: dict[str, Any]) -> str:
         ]
     if result.get("live"):
         lines += live_markdown(result["live"])
+    if result.get("cluster"):
+        lines += cluster_markdown(result["cluster"])
     if result.get("comparison"):
         c = result["comparison"]
         lines += [
@@ -360,6 +364,13 @@ def bench(
     ] = LIVE_RATES,
     live_frames: Annotated[int, typer.Option(min=1, help="Frames of each live MDA.")] = 60,
     live_size: Annotated[str, typer.Option(help="HEIGHTxWIDTH of the live MDAs' frames.")] = "512x512",
+    cluster_stack: Annotated[
+        str,
+        typer.Option(
+            help="FRAMESxHEIGHTxWIDTH stack segmented in one process and on local Dask clusters "
+            "of 1 and 2 workers ('' for none)."
+        ),
+    ] = "x".join(map(str, CLUSTER_STACK)),
     out: Annotated[
         Path | None, typer.Option(help="Folder for results.json, results.md and results.png.")
     ] = None,
@@ -412,6 +423,15 @@ def bench(
             print(
                 f"note: live segmentation not measured: {exc.name} is not installed (extra 'acquisition')",
                 file=sys.stderr,
+            )
+    if cluster_stack:
+        frames, height, width = parse_size(cluster_stack)
+        try:
+            _stage(f"{cluster_stack} stack in one process and on local Dask clusters of 1 and 2 workers")
+            result["cluster"] = bench_cluster(spec, frames, height, width)
+        except ImportError as exc:
+            print(
+                f"note: the cluster not measured: {exc.name} is not installed (extra 'dask')", file=sys.stderr
             )
     if compare:
         _stage(

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from ernet.runtime import Segmenter
+from ernet.runtime import RunSpec, Segmenter
 from ernet.runtime.arrays import segment_array
 from ernet.runtime.errors import OutputError
 from ernet.runtime.io import open_image
@@ -36,6 +36,7 @@ from ome_zarr_models.v05.image import Image as Image05  # noqa: E402
 from ome_zarr_models.v05.image_label import ImageLabel  # noqa: E402
 
 from ernet.runtime.cluster import SourceRef, segment_dask, segment_on_cluster  # noqa: E402
+from ernet.runtime.cluster.sessions import ModelRef, held  # noqa: E402
 
 #: The embedded default model: real labels, both classes in every frame.
 MODEL = "default"
@@ -240,6 +241,10 @@ def test_segment_dask_is_lazy_and_equals_one_process(
     lazy = segment_dask(da.from_array(stack, chunks=(2, HEIGHT, WIDTH)), "TYX", MODEL)
     assert isinstance(lazy, da.Array) and lazy.shape == stack.shape and lazy.dtype == np.uint8
     np.testing.assert_array_equal(lazy.compute(), _reference(segmenter, stack))
+    plan = segmenter.plan.fitted(HEIGHT, WIDTH)  # the tiling the workers were sent
+    key = ModelRef.of(RunSpec.of(MODEL, tile=plan.tile, overlap=plan.overlap)).key
+    sessions = client.run(held)  # worker address -> {model key: ONNX Runtime threads}
+    assert len(sessions) == 2 and all(keys.get(key) == 1 for keys in sessions.values())
     stacked = segment_dask(da.from_array(stack[:4], chunks=(1, HEIGHT, WIDTH)), "TYX", normalize="stack")
     expected = segment_array(segmenter, stack[:4], "TYX", normalize="stack").labels
     np.testing.assert_array_equal(stacked.compute(), expected)

@@ -26,14 +26,14 @@ def local_workers(address: str) -> int | None:
 
 
 @contextmanager
-def connect(address: str, timeout: float = CONNECT_TIMEOUT) -> Iterator[Client]:
+def connect(address: str, timeout: float = CONNECT_TIMEOUT, threads: int | None = None) -> Iterator[Client]:
     """A client of the cluster at ``address``: ``local:N`` starts N worker processes on
-    127.0.0.1 sharing this machine's cores (threads per worker: cores / N), closed
-    afterwards; ``tcp://host:8786`` (or any scheduler address) connects to a running
+    127.0.0.1 sharing this machine's cores (``threads`` per worker, default cores / N),
+    closed afterwards; ``tcp://host:8786`` (or any scheduler address) connects to a running
     scheduler. ClusterError, in one line, if none answers within ``timeout`` seconds."""
     workers = local_workers(address)
     if workers is not None:
-        threads = max(1, physical_cores() // workers)
+        threads = threads or max(1, physical_cores() // workers)
         try:
             cluster = LocalCluster(
                 n_workers=workers,

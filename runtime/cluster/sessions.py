@@ -64,6 +64,13 @@ def session(ref: ModelRef) -> Segmenter:
         return segmenter
 
 
+def held() -> dict[str, int | None]:
+    """The sessions this process holds: model key -> ONNX Runtime threads (for
+    ``client.run(held)``: one session per worker and model, threads as the worker's)."""
+    with _LOCK:
+        return {key: segmenter.spec.threads for key, segmenter in _SESSIONS.items()}
+
+
 class ModelPlugin(WorkerPlugin):
     """Sends a model to every worker once (also to workers that join later) and opens
     its session there."""
