@@ -152,12 +152,16 @@ def test_an_ome_zarr_input_on_a_local_cluster(stack: np.ndarray, tmp_path: Path)
     assert [c.label_value for c in label.colors] == [0, 1]
 
 
-@pytest.mark.parametrize("version", ["0.4", "0.5"])
-def test_labels_into_the_input_image(client: Any, stack: np.ndarray, tmp_path: Path, version: str) -> None:
-    """--labels-into-input adds labels/ernet the NGFF way and changes nothing else."""
+@pytest.mark.parametrize(("version", "on_cluster"), [("0.4", True), ("0.5", False)])
+def test_labels_into_the_input_image(
+    client: Any, stack: np.ndarray, tmp_path: Path, version: str, on_cluster: bool
+) -> None:
+    """--labels-into-input adds labels/ernet the NGFF way (on a cluster and in one
+    process) and changes nothing else."""
     source = _ngff_input(tmp_path / "cells.zarr", stack[:4].reshape(2, 2, HEIGHT, WIDTH), version)
     before = _hashes(source)
-    done = run_cli("ernet-infer", source, "--labels-into-input", "--dask", client.scheduler.address, "-q")
+    cluster = ["--dask", client.scheduler.address] if on_cluster else []
+    done = run_cli("ernet-infer", source, "--labels-into-input", *cluster, "-q")
     assert done.returncode == 0, done.stderr
     after = _hashes(source)
     assert {p: h for p, h in after.items() if not p.startswith("labels/")} == before

@@ -152,6 +152,18 @@ def test_bioformats2raw_series(version: str, tmp_path: Path) -> None:
         open_image(path, series=2)
 
 
+def test_ernet_infer_series(tiny_onnx: Path, tmp_path: Path) -> None:
+    path = tmp_path / "plate.zarr"
+    series = _bioformats2raw(path, "0.5")
+    done = run_cli(
+        "ernet-infer", path, "--series", "1", "--model", tiny_onnx, "--out", tmp_path / "out", "-q"
+    )
+    assert done.returncode == 0, done.stderr
+    assert open_image(tmp_path / "out" / "plate_mask.ome.zarr").shape == series[1].shape
+    done = run_cli("ernet-infer", path, "--series", "2", "--model", tiny_onnx, "--out", tmp_path / "out2")
+    assert done.returncode == 1 and "--series 2 is outside 0..1" in done.stderr
+
+
 def _one_line(path: Path, match: str, **options: Any) -> None:
     with pytest.raises(InputError, match=match) as error:
         open_image(path, **options)

@@ -1,4 +1,5 @@
-"""The writer interface and the writers registered by output suffix.
+"""The writer interface and the writers registered by output suffix (or claiming a path
+no suffix names: an image-label inside an OME-Zarr image).
 
 A writer is a context manager over one output of known ``shape`` and ``axes``:
 ``write`` takes the next frame's block (the trailing C, Y, X, S axes) in frame
@@ -8,7 +9,7 @@ an exception or Ctrl-C inside it leaves nothing behind.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol
@@ -60,6 +61,12 @@ _WRITERS: dict[str, WriterFactory] = {
 }
 
 
+#: Writers of outputs that no suffix names: whether one claims a path, and the writer.
+_CLAIMING: list[tuple[Callable[[Path], bool], WriterFactory]] = [
+    (omezarr.in_image_labels, omezarr.OmeZarrWriter),  # image.zarr/labels/NAME
+]
+
+
 def register_writer(suffixes: tuple[str, ...], factory: WriterFactory) -> None:
     """Write outputs whose names end in one of ``suffixes`` with ``factory``."""
     _WRITERS.update(dict.fromkeys(suffixes, factory))
@@ -77,8 +84,9 @@ def open_writer(
 ) -> Writer:
     """A writer for ``path``, chosen by its suffix (enter it to start writing)."""
     suffix = next((s for s in sorted(_WRITERS, key=len, reverse=True) if path.name.lower().endswith(s)), None)
-    if suffix is None:
+    factory = _WRITERS[suffix] if suffix else next((f for claims, f in _CLAIMING if claims(path)), None)
+    if factory is None:
         raise OutputError(f"{path}: no writer for this output type (use {', '.join(_WRITERS)})")
-    return _WRITERS[suffix](
+    return factory(
         path, shape, axes, np.dtype(dtype), calibration, description=description, overwrite=overwrite
     )

@@ -125,7 +125,7 @@ class FrameStore:
         that image, in its NGFF version, listed in the group when complete."""
         refuse_existing(path, overwrite)
         height, width = shape[-3:-1] if axes.endswith("S") else shape[-2:]
-        image_version = _image_version(path.parent.parent) if path.parent.name == "labels" else None
+        image_version = _image_version(path.parent.parent) if in_image_labels(path) else None
         into = path.parent if image_version else None
         # Beside the output; an image-label added to an input image: beside its labels group.
         work = (path.parent if into is None else into.parent) / f".{path.name}.partial"
@@ -294,6 +294,11 @@ class FrameStore:
     def discard(self) -> None:
         """Remove the partial store (a run that failed and cannot be resumed)."""
         shutil.rmtree(self.work, ignore_errors=True)
+
+
+def in_image_labels(path: Path) -> bool:
+    """Whether ``path`` names an image-label in the ``labels`` group of an OME-Zarr image."""
+    return path.parent.name == "labels" and _image_version(path.parent.parent) is not None
 
 
 def _image_version(group: Path) -> str | None:
