@@ -28,8 +28,8 @@ from ernet.runtime.io import atomic_output
 
 from .acquisition import RATES as LIVE_RATES
 from .acquisition import bench_live, live_markdown
+from .cluster import ROUNDS, bench_cluster, cluster_markdown
 from .cluster import STACK as CLUSTER_STACK
-from .cluster import bench_cluster, cluster_markdown
 from .comparison import RATE_TILE
 from .measure import machine, run_measured, summary, timings, uint16_frame
 from .plot import plot_results
@@ -368,7 +368,7 @@ def bench(
         str,
         typer.Option(
             help="FRAMESxHEIGHTxWIDTH stack segmented in one process and on local Dask clusters "
-            "of 1 and 2 workers ('' for none)."
+            f"of 1 and 2 workers, {ROUNDS} rounds ('' for none)."
         ),
     ] = "x".join(map(str, CLUSTER_STACK)),
     out: Annotated[

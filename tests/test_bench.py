@@ -50,7 +50,7 @@ def test_bench_cli_writes_results(tiny_onnx: Path, tmp_path: Path) -> None:
     progress = [line for line in done.stderr.splitlines() if line.startswith("ernet-bench: ")]
     assert len(progress) == 7 and "PyTorch comparison" in progress[-1]  # one line per stage
     cluster = json.loads((tmp_path / "results.json").read_text())["cluster"]
-    assert [r["mode"] for r in cluster["rows"]] == ["one process", "one process", "local:1", "local:2"]
+    assert [r["mode"] for r in cluster["rows"]] == ["one process", "local:1", "local:1", "local:2"]
     assert cluster["labels_identical"] and cluster["overhead"] is not None
     assert "Segmentation on a Dask cluster" in (tmp_path / "results.md").read_text()
     (live,) = json.loads((tmp_path / "results.json").read_text())["live"]["rows"]

@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -25,7 +24,7 @@ import dask
 import numpy as np
 from distributed import Client, as_completed
 
-from ..errors import ClusterError, NoContrastWarning, first_line
+from ..errors import ClusterError, first_line
 from ..io import Source, open_image
 from ..io.omezarr.store import FrameStore
 from ..pipeline import Outputs, Timings, check_frame_memory, run_description
@@ -33,9 +32,12 @@ from ..postprocess import ProbabilityFormat
 from ..preprocess import Normalization, StackRange
 from ..segmenter import Segmenter, without_contrast
 from .ranges import gathered, merged_range
-from .sessions import ModelPlugin, ModelRef, session
+from .sessions import ModelPlugin, ModelRef, exclusive, session
 
 log = logging.getLogger(__name__)
+#: Frames per task: consecutive frames streamed through a worker's session as one process
+#: streams them (larger groups: less overhead per frame, coarser progress and retries).
+FRAMES_PER_TASK = 4
 #: Frames per task of the pass that gathers a stack's normalisation range.
 RANGE_FRAMES_PER_TASK = 16
 
@@ -77,18 +79,31 @@ class _Stores:
         return all(store.done(frame) for store in self.all())
 
 
-def _segment_frame(
-    frame: int, model: ModelRef, source: SourceRef, value_range: tuple[float, float] | None, stores: _Stores
-) -> bool:
-    """Segment one frame on a worker and write it into the stores; whether it had contrast."""
+def _segment_frames(
+    frames: list[int],
+    model: ModelRef,
+    source: SourceRef,
+    value_range: tuple[float, float] | None,
+    stores: _Stores,
+) -> list[int]:
+    """Segment some frames on a worker, as one process does (the next frames read and
+    normalised on a thread while the model runs; one group at a time per session, so
+    that the model has the worker's threads), writing each into the stores as it is
+    done; returns those without contrast."""
     segmenter = session(model)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NoContrastWarning)  # reported once, by the client
-        prediction = segmenter.predict(source.open().frame(frame), value_range, stores.probability_format)
-    if stores.probabilities is not None and prediction.probabilities is not None:
-        stores.probabilities.write(frame, prediction.probabilities)
-    stores.mask.write(frame, prediction.labels)  # last: the mask's record marks the frame done
-    return prediction.contrast
+    opened = source.open()
+    flat = []
+    with exclusive(model):
+        predictions = segmenter.stream(
+            (opened.frame(i) for i in frames), value_range, stores.probability_format
+        )
+        for frame, (_, prediction) in zip(frames, predictions, strict=True):
+            if stores.probabilities is not None and prediction.probabilities is not None:
+                stores.probabilities.write(frame, prediction.probabilities)
+            stores.mask.write(frame, prediction.labels)  # last: the mask's record marks the frame done
+            if not prediction.contrast:
+                flat.append(frame)
+    return flat
 
 
 def _partial_range(frames: range, normalization: Normalization, source: SourceRef) -> StackRange:
@@ -143,24 +158,24 @@ def segment_on_cluster(
     stores = _create_stores(segmenter, source, outputs, normalize_over, value_range, resume)
     todo = [frame for frame in range(source.n_frames) if not stores.done(frame)]
     advance(source.n_frames - len(todo))
+    groups = [todo[i : i + FRAMES_PER_TASK] for i in range(0, len(todo), FRAMES_PER_TASK)]
     futures = client.map(
-        _segment_frame,
-        todo,
+        _segment_frames,
+        groups,
         model=model,
         source=source_ref,
         value_range=value_range,
         stores=stores,
         pure=False,
     )
-    frame_of = {future.key: frame for future, frame in zip(futures, todo, strict=True)}
-    flat = []
+    size = {future.key: len(group) for future, group in zip(futures, groups, strict=True)}
+    flat: list[int] = []
     try:
         for future in as_completed(futures):
             if future.status == "error":
                 raise ClusterError(f"{source.path}: {first_line(future.exception())}")  # type: ignore[arg-type]
-            if not future.result():
-                flat.append(frame_of[future.key])
-            advance(1)
+            flat += future.result()
+            advance(size[future.key])
     except BaseException as exc:
         client.cancel(futures)
         done = sum(stores.done(frame) for frame in range(source.n_frames))

@@ -24,6 +24,7 @@ from ..segmenter import Segmenter
 from ..spec import RunSpec
 
 _SESSIONS: dict[str, Segmenter] = {}
+_EXCLUSIVE: dict[str, threading.Lock] = {}
 _LOCK = threading.Lock()
 
 
@@ -62,6 +63,13 @@ def session(ref: ModelRef) -> Segmenter:
                 spec = replace(spec, threads=_worker_threads())
             segmenter = _SESSIONS[ref.key] = Segmenter(spec, warmup=False)
         return segmenter
+
+
+def exclusive(ref: ModelRef) -> threading.Lock:
+    """The lock that lets one task at a time stream frames through this process's
+    session of ``ref`` (its model then has all the worker's threads)."""
+    with _LOCK:
+        return _EXCLUSIVE.setdefault(ref.key, threading.Lock())
 
 
 def held() -> dict[str, int | None]:

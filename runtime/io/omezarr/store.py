@@ -4,8 +4,8 @@ order, by any process, and moved into place only when complete.
 A :class:`FrameStore` is created once (by the process that plans the run): a zarr
 group under a temporary name beside the output, its arrays (one per pyramid level,
 chunked so that no chunk spans two frames) and its NGFF metadata, written through
-ome-zarr-py. Any process may then :meth:`~FrameStore.write` a frame (or a region of
-one): every level of it, then a completion record of that region, so that a rerun can
+ome-zarr-py. Any process may then :meth:`~FrameStore.write` a frame: every level of
+it, then a completion record of that frame, so that a rerun can
 skip what is complete (:meth:`~FrameStore.done`). :meth:`~FrameStore.finish` renames
 the store into place. :class:`OmeZarrWriter` is the same store behind the frame-order
 :class:`~ernet.runtime.io.writers.Writer` interface.
@@ -13,6 +13,7 @@ the store into place. :class:`OmeZarrWriter` is the same store behind the frame-
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -120,7 +121,7 @@ class FrameStore:
     ) -> FrameStore:
         """Create the store's arrays and metadata under a temporary name beside ``path``
         (or, with ``resume``, reopen one an interrupted run left there with the same
-        ``description``: its completed regions stay done). A ``path`` in the ``labels``
+        ``description``: its completed frames stay done). A ``path`` in the ``labels``
         group of an OME-Zarr image (``image.zarr/labels/ernet``) adds an image-label to
         that image, in its NGFF version, listed in the group when complete."""
         refuse_existing(path, overwrite)
@@ -226,34 +227,36 @@ class FrameStore:
     def n_frames(self) -> int:
         return int(np.prod(self.shape[: len(self.axes) - len(self.block_axes)], dtype=np.int64))
 
-    def write(self, frame: int, block: np.ndarray, origin: tuple[int, int] = (0, 0)) -> None:
-        """Write ``block`` (the block axes; a Y x X region at ``origin`` of the frame, whole
-        chunks at chunk-aligned origins) into every level, then record it complete."""
-        group = _zarr().open_group(self.work, mode="r+")
+    def write(self, frame: int, block: np.ndarray) -> None:
+        """Write frame ``frame``'s ``block`` (the block axes) into every level, then record
+        it complete."""
+        arrays = self._arrays()
         store_axes = ngff_order(self.axes)
         lead_axes = self.axes[: len(self.axes) - len(self.block_axes)]
         where = dict(zip(lead_axes, np.unravel_index(frame, self.shape[: len(lead_axes)]), strict=True))
+        key = tuple(int(where[a]) if a in where else slice(None) for a in store_axes)
         order = [self.block_axes.index(a) for a in store_axes if a in self.block_axes]
         data = np.asarray(block, self.dtype)
-        for level in range(self.levels):
+        for level, array in enumerate(arrays):
             step = 2**level
             sampled = data[
                 tuple(slice(None, None, step) if a in "YX" else slice(None) for a in self.block_axes)
             ]
-            region = {
-                a: slice(start // step, start // step + sampled.shape[self.block_axes.index(a)])
-                for a, start in zip("YX", origin, strict=True)
-            }
-            key = tuple(int(where[a]) if a in where else region.get(a, slice(None)) for a in store_axes)
-            group[str(level)][key] = np.transpose(sampled, order)
-        self._record(frame, origin).touch()
+            array[key] = np.transpose(sampled, order)
+        self._record(frame).touch()
 
-    def _record(self, frame: int, origin: tuple[int, int]) -> Path:
-        return self.work / _RECORDS / f"{frame}.{origin[0]}.{origin[1]}"
+    @functools.lru_cache(maxsize=8)  # noqa: B019 (a few stores per process, alive for the run)
+    def _arrays(self) -> list[Any]:
+        """The level arrays, opened once per process."""
+        group = _zarr().open_group(self.work, mode="r+")
+        return [group[str(level)] for level in range(self.levels)]
 
-    def done(self, frame: int, origin: tuple[int, int] = (0, 0)) -> bool:
-        """Whether the region of ``frame`` at ``origin`` was written completely."""
-        return self._record(frame, origin).exists()
+    def _record(self, frame: int) -> Path:
+        return self.work / _RECORDS / str(frame)
+
+    def done(self, frame: int) -> bool:
+        """Whether frame ``frame`` was written completely (every level)."""
+        return self._record(frame).exists()
 
     # -- completing --------------------------------------------------------------------
 
