@@ -24,6 +24,16 @@ def test_the_readme_has_its_snippets() -> None:
     assert len(python_snippets()) >= 2
 
 
+def test_snippets_that_need_other_systems_compile() -> None:
+    """Snippets fenced ```python (needs ...) are not run here, but are Python."""
+    others = re.findall(
+        r"^```python  \(needs .*?\)\n(.*?)^```$", README.read_text(encoding="utf-8"), re.S | re.M
+    )
+    assert others
+    for snippet in others:
+        compile(snippet, "README.md snippet", "exec")
+
+
 @pytest.mark.parametrize("index", range(len(python_snippets())))
 def test_readme_snippet_runs(
     index: int, tiny_onnx: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -34,6 +44,10 @@ def test_readme_snippet_runs(
     tifffile.imwrite(tmp_path / "frame.tif", rng.integers(0, 4000, (70, 90), np.uint16))
     tifffile.imwrite(tmp_path / "stack.tif", rng.integers(0, 4000, (3, 2, 40, 50), np.uint16))
     tifffile.imwrite(tmp_path / "timelapse.tif", rng.integers(0, 255, (5, 40, 50), np.uint8))
+    if "cells.ome.zarr" in python_snippets()[index]:
+        zarr = pytest.importorskip("zarr")
+        array = zarr.create_array(tmp_path / "cells.ome.zarr" / "0", shape=(3, 64, 80), dtype="uint16")
+        array[:] = rng.integers(0, 4000, (3, 64, 80), np.uint16)
     monkeypatch.chdir(tmp_path)
     namespace: dict[str, object] = {"__name__": "__readme__"}
     exec(compile(python_snippets()[index], f"README.md python snippet {index}", "exec"), namespace)  # noqa: S102
@@ -43,6 +57,9 @@ def test_readme_snippet_runs(
         assert sorted(p.name for p in (tmp_path / "masks").iterdir()) == [f"{i}_mask.tif" for i in range(5)]
     if "result" in namespace:
         assert namespace["result"].axes == "TZYX"  # type: ignore[attr-defined]
+    if "labels" in namespace and (tmp_path / "cells_labels.zarr").exists():
+        written = zarr.open_array(tmp_path / "cells_labels.zarr", mode="r")
+        assert written.shape == (3, 64, 80) and written.dtype == np.uint8
 
 
 def command_lines() -> list[tuple[str, list[str]]]:
