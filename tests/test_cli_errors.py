@@ -552,7 +552,13 @@ def test_the_extras_named_are_the_package_s() -> None:
 
     pyproject = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
     extras = pyproject["project"]["optional-dependencies"]
-    distributions = {"skimage": "scikit-image", "pymmcore_plus": "pymmcore-plus", "useq": "useq-schema"}
+    distributions = {
+        "skimage": "scikit-image",
+        "pymmcore_plus": "pymmcore-plus",
+        "useq": "useq-schema",
+        "ome_zarr": "ome-zarr",
+        "ome_zarr_models": "ome-zarr-models",
+    }
     for extra, modules in EXTRAS.items():
         named = " ".join(extras[extra])
         assert all(distributions.get(m, m) in named for m in modules), extra
