@@ -288,3 +288,32 @@ def test_an_unreachable_scheduler_is_one_line(stack_tif: Path, tmp_path: Path) -
 def test_cluster_options_that_do_not_go_together(stack_tif: Path, options: list[str], message: str) -> None:
     done = run_cli("ernet-infer", stack_tif, *options)
     assert done.returncode in (1, 2) and message in done.stderr
+
+
+def test_a_failed_frame_then_resume_from_the_command_line(
+    client: Any, stack: np.ndarray, tmp_path: Path
+) -> None:
+    """A folder of TIFFs whose 7th file is damaged: one line naming it, the frames done
+    kept; once mended, --resume completes the store as one process would; the cluster
+    keeps no session of the finished runs."""
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    frames = stack[:, :100, :120]
+    for i, frame in enumerate(frames):
+        tifffile.imwrite(folder / f"t{i}.tif", frame if i != 6 else frame[:90])
+    sessions_before = client.run(held)
+    address = client.scheduler.address
+    failed = run_cli("ernet-infer", folder, "--dask", address, "--out", tmp_path / "out")
+    assert failed.returncode == 1
+    (line,) = [line for line in failed.stderr.splitlines() if line.startswith("error")]
+    assert "t6.tif" in line and "rerun with --resume" in line, line
+    assert not (tmp_path / "out" / "frames_mask.ome.zarr").exists()
+    tifffile.imwrite(folder / "t6.tif", frames[6])
+    resumed = run_cli("ernet-infer", folder, "--dask", address, "--out", tmp_path / "out", "--resume", "-q")
+    assert resumed.returncode == 0, resumed.stderr
+    one = run_cli("ernet-infer", folder, "--out", tmp_path / "one", "-q")
+    assert one.returncode == 0, one.stderr
+    np.testing.assert_array_equal(
+        _labels(tmp_path / "out" / "frames_mask.ome.zarr"), _labels(tmp_path / "one" / "frames_mask.tif")
+    )
+    assert client.run(held) == sessions_before

@@ -6,5 +6,6 @@ Dask distributes the work; one model session per worker process."""
 from .arrays import segment_dask
 from .connect import connect
 from .pipeline import SourceRef, segment_on_cluster
+from .sessions import release_models
 
-__all__ = ["SourceRef", "connect", "segment_dask", "segment_on_cluster"]
+__all__ = ["SourceRef", "connect", "release_models", "segment_dask", "segment_on_cluster"]

@@ -24,7 +24,7 @@ from ..preprocess import Normalization, StackRange
 from ..segmenter import Segmenter
 from ..spec import RunSpec
 from .ranges import gathered, merged_range
-from .sessions import ModelPlugin, ModelRef, session
+from .sessions import ModelRef, send_model, session
 
 
 def segment_dask(
@@ -43,7 +43,8 @@ def segment_dask(
     ``channel`` picks one. Frames are normalised on their own or, with
     ``normalize="stack"``, with the range of all of them (gathered by a reduction when
     the result is computed). On a ``distributed`` client the model is sent to each
-    worker once and opened there once; elsewhere each process opens it on first use.
+    worker once and opened there once (until :func:`release_models`); elsewhere each
+    process opens it on first use.
     """
     spec = model if isinstance(model, RunSpec) else RunSpec.of(model)
     with Segmenter(spec, warmup=False) as local:
@@ -85,12 +86,12 @@ def segment_dask(
 
 
 def _send_model(ref: ModelRef) -> None:
-    """Register the model with the current distributed client's workers, if there is one."""
+    """Send the model to the current distributed client's workers, if there is one."""
     try:
         client = default_client()
     except ValueError:  # no distributed client: the threaded or process scheduler
         return
-    client.register_plugin(ModelPlugin(ref))
+    send_model(client, ref)
 
 
 def _starts(chunks: Sequence[int]) -> list[int]:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 
 from distributed import Client, LocalCluster
 
 from ..backends import physical_cores
 from ..errors import ClusterError, first_line
+from .sessions import release_models
 
 #: Seconds to reach a scheduler before giving up.
 CONNECT_TIMEOUT = 10.0
@@ -30,29 +32,30 @@ def connect(address: str, timeout: float = CONNECT_TIMEOUT, threads: int | None 
     """A client of the cluster at ``address``: ``local:N`` starts N worker processes on
     127.0.0.1 sharing this machine's cores (``threads`` per worker, default cores / N),
     closed afterwards; ``tcp://host:8786`` (or any scheduler address) connects to a running
-    scheduler. ClusterError, in one line, if none answers within ``timeout`` seconds."""
+    scheduler (the models sent through it are released afterwards). ClusterError, in one
+    line, if none answers within ``timeout`` seconds."""
     workers = local_workers(address)
-    if workers is not None:
-        threads = threads or max(1, physical_cores() // workers)
-        try:
-            cluster = LocalCluster(
-                n_workers=workers,
-                threads_per_worker=threads,
-                processes=True,
-                host="127.0.0.1",
-                dashboard_address=None,
-                silence_logs=40,  # errors only: the run reports its own progress
-            )
-        except Exception as exc:
-            raise ClusterError(f"{address}: cannot start a local cluster ({first_line(exc)})") from None
-        with cluster, Client(cluster) as client:
-            yield client
-        return
-    try:
-        client = Client(address, timeout=timeout)
-    except (OSError, TimeoutError, ValueError) as exc:
-        raise ClusterError(
-            f"{address}: no Dask scheduler answers within {timeout:g} s ({first_line(exc)})"
-        ) from None
-    with client:
+    with ExitStack() as stack:
+        if workers is None:
+            try:
+                client = stack.enter_context(Client(address, timeout=timeout))
+            except (OSError, TimeoutError, ValueError) as exc:
+                raise ClusterError(
+                    f"{address}: no Dask scheduler answers within {timeout:g} s ({first_line(exc)})"
+                ) from None
+        else:
+            try:
+                cluster = LocalCluster(
+                    n_workers=workers,
+                    threads_per_worker=threads or max(1, physical_cores() // workers),
+                    processes=True,
+                    host="127.0.0.1",
+                    dashboard_address=None,
+                    silence_logs=logging.CRITICAL,  # the run reports its own progress and errors
+                )
+            except Exception as exc:
+                raise ClusterError(f"{address}: cannot start a local cluster ({first_line(exc)})") from None
+            stack.enter_context(cluster)
+            client = stack.enter_context(Client(cluster))
+        stack.callback(release_models, client)
         yield client

@@ -24,7 +24,7 @@ import dask
 import numpy as np
 from distributed import Client, as_completed
 
-from ..errors import ClusterError, first_line
+from ..errors import ClusterError, ErnetError, first_line
 from ..io import Source, open_image
 from ..io.omezarr.store import FrameStore
 from ..pipeline import Outputs, Timings, check_frame_memory, run_description
@@ -32,7 +32,7 @@ from ..postprocess import ProbabilityFormat
 from ..preprocess import Normalization, StackRange
 from ..segmenter import Segmenter, without_contrast
 from .ranges import gathered, merged_range
-from .sessions import ModelPlugin, ModelRef, exclusive, session
+from .sessions import ModelRef, exclusive, send_model, session
 
 log = logging.getLogger(__name__)
 #: Frames per task: consecutive frames streamed through a worker's session as one process
@@ -149,7 +149,7 @@ def segment_on_cluster(
     plan = segmenter.plan.fitted(*source.frame_shape)
     model = ModelRef.of(replace(segmenter.spec, tile=plan.tile, overlap=plan.overlap))
     try:
-        client.register_plugin(ModelPlugin(model))
+        send_model(client, model)
     except Exception as exc:
         raise ClusterError(f"the cluster's workers cannot open the model ({first_line(exc)})") from None
     value_range = None
@@ -173,7 +173,7 @@ def segment_on_cluster(
     try:
         for future in as_completed(futures):
             if future.status == "error":
-                raise ClusterError(f"{source.path}: {first_line(future.exception())}")  # type: ignore[arg-type]
+                raise ClusterError(_failure(source.path, future.exception()))
             flat += future.result()
             advance(size[future.key])
     except BaseException as exc:
@@ -191,6 +191,13 @@ def segment_on_cluster(
     if flat:
         log.warning("note: %s: %s", source.path, without_contrast(sorted(flat), source.n_frames))
     return Timings(segmentation=time.perf_counter() - start)
+
+
+def _failure(path: Path, error: BaseException | None) -> str:
+    """What a failed task says: our errors name their file, others get the input's name."""
+    if isinstance(error, ErnetError):
+        return first_line(error)
+    return f"{path}: {type(error).__name__}: {first_line(error) if error else 'failed'}"
 
 
 def _create_stores(

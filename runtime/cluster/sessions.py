@@ -18,14 +18,18 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from distributed import WorkerPlugin, get_worker
+from distributed import Client, WorkerPlugin, get_worker
 
 from ..segmenter import Segmenter
 from ..spec import RunSpec
 
 _SESSIONS: dict[str, Segmenter] = {}
+#: The plugins that hold each session (several clients may send the same model).
+_HOLDERS: dict[str, set[str]] = {}
 _EXCLUSIVE: dict[str, threading.Lock] = {}
 _LOCK = threading.Lock()
+#: The plugins each client (by id) has registered.
+_SENT: dict[str, set[str]] = {}
 
 
 @dataclass(frozen=True)
@@ -79,18 +83,40 @@ def held() -> dict[str, int | None]:
         return {key: segmenter.spec.threads for key, segmenter in _SESSIONS.items()}
 
 
+def send_model(client: Client, ref: ModelRef) -> None:
+    """Register ``ref``'s :class:`ModelPlugin` with the cluster of ``client``, unless this
+    client did already: the model goes to each worker once, for all the runs of a client."""
+    plugin = ModelPlugin(ref, client.id)
+    sent = _SENT.setdefault(client.id, set())
+    if plugin.name not in sent:
+        client.register_plugin(plugin)
+        sent.add(plugin.name)
+
+
+def release_models(client: Client) -> None:
+    """Unregister the models ``client`` sent: the workers close the sessions no other
+    client holds (a long-lived cluster keeps no sessions of a finished run)."""
+    for name in _SENT.pop(client.id, set()):
+        client.unregister_worker_plugin(name)
+
+
 class ModelPlugin(WorkerPlugin):
     """Sends a model to every worker once (also to workers that join later) and opens
-    its session there."""
+    its session there; named per model, settings and client (``client_id``)."""
 
-    def __init__(self, ref: ModelRef) -> None:
+    def __init__(self, ref: ModelRef, client_id: str) -> None:
         self.ref = ref
-        self.name = f"ernet-model-{ref.key}"
+        self.name = f"ernet-model-{ref.key}-{client_id}"
         path = ref.spec.model_path
         self.model_bytes = path.read_bytes() if path is not None else None
 
     def setup(self, worker: Any) -> None:
-        """Write the model into the worker's directory and open its session."""
+        """Write the model into the worker's directory and open its session (unless another
+        client's plugin opened it)."""
+        with _LOCK:
+            if self.ref.key in _HOLDERS:
+                _HOLDERS[self.ref.key].add(self.name)
+                return
         spec = self.ref.spec
         if self.model_bytes is not None:
             path = Path(worker.local_directory) / f"ernet-{self.ref.key}.onnx"
@@ -99,12 +125,19 @@ class ModelPlugin(WorkerPlugin):
             os.replace(tmp, path)
             spec = replace(spec, model=path)
         spec = replace(spec, threads=spec.threads or int(worker.state.nthreads))
+        segmenter = Segmenter(spec, warmup=False)
         with _LOCK:
-            _SESSIONS[self.ref.key] = Segmenter(spec, warmup=False)
+            _SESSIONS[self.ref.key] = segmenter
+            _HOLDERS.setdefault(self.ref.key, set()).add(self.name)
 
     def teardown(self, worker: Any) -> None:
-        """Close the session."""
+        """Close the session if no other plugin holds it."""
         with _LOCK:
+            holders = _HOLDERS.get(self.ref.key, set())
+            holders.discard(self.name)
+            if holders:
+                return
+            _HOLDERS.pop(self.ref.key, None)
             segmenter = _SESSIONS.pop(self.ref.key, None)
         if segmenter is not None:
             segmenter.close()
