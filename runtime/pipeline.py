@@ -98,7 +98,7 @@ def segment_image(
     """
     timings = Timings()
     if check_memory:
-        check_frame_memory(segmenter, source, outputs)
+        _check_memory(segmenter, source, outputs)
     start = time.perf_counter()  # the first pass over a stack is segmentation time too
     value_range = stack_range(segmenter.normalization, source.frames()) if normalize_over == "stack" else None
     timings.segmentation += time.perf_counter() - start
@@ -173,7 +173,7 @@ def run_description(
     }
 
 
-def check_frame_memory(segmenter: Segmenter, source: Source, outputs: Outputs) -> None:
+def _check_memory(segmenter: Segmenter, source: Source, outputs: Outputs) -> None:
     """InputError if segmenting ``source``'s frames needs more memory than is available."""
     height, width = source.frame_shape
     fmt = outputs.probability_format if outputs.probabilities else None

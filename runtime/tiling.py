@@ -167,6 +167,13 @@ class TilePlan:
         return replace(plan, tile=side, overlap=min(plan.overlap, side - 1))
 
 
+def region_margins(start: int, size: int, total: int, overlap: int) -> tuple[int, int]:
+    """The margins before and after a region (``size`` pixels from ``start`` of ``total``)
+    that is segmented apart from the rest of its frame: ``overlap`` each side, clipped at
+    the frame's edges."""
+    return min(overlap, start), min(overlap, total - start - size)
+
+
 def blend_window(
     tile: int, sigma_fraction: float = SIGMA_FRACTION, floor: float = WEIGHT_FLOOR
 ) -> np.ndarray:

@@ -36,6 +36,7 @@ from ome_zarr_models.v05.image import Image as Image05  # noqa: E402
 from ome_zarr_models.v05.image_label import ImageLabel  # noqa: E402
 
 from ernet.runtime.cluster import SourceRef, segment_dask, segment_on_cluster  # noqa: E402
+from ernet.runtime.cluster.pipeline import region_side  # noqa: E402
 from ernet.runtime.cluster.sessions import ModelRef, held  # noqa: E402
 
 #: The embedded default model: real labels, both classes in every frame.
@@ -317,3 +318,25 @@ def test_a_failed_frame_then_resume_from_the_command_line(
         _labels(tmp_path / "out" / "frames_mask.ome.zarr"), _labels(tmp_path / "one" / "frames_mask.tif")
     )
     assert client.run(held) == sessions_before
+
+
+def test_planes_too_large_for_a_worker_are_split(
+    client: Any, segmenter: Segmenter, stack: np.ndarray, stack_tif: Path, tmp_path: Path
+) -> None:
+    """Regions with a margin of the tiling overlap, written by separate tasks into chunks
+    of their own: complete, and joined without seams."""
+    image = open_image(stack_tif)
+    outputs = Outputs(tmp_path / "m.ome.zarr", tmp_path / "p.ome.zarr")
+    assert region_side(segmenter, image, outputs, budget=None) is None
+    assert region_side(segmenter, image, outputs, budget=10**12) is None
+    assert region_side(segmenter, image, outputs, budget=segmenter.frame_bytes(HEIGHT, WIDTH) - 1) == 256
+    segment_on_cluster(client, segmenter, image, SourceRef(stack_tif), outputs, region=128)
+    assert zarr.open_group(outputs.mask, mode="r")["0"].chunks == (1, 128, 128)
+    whole, split = _reference(segmenter, stack), _labels(outputs.mask)
+    assert (split == whole).mean() > 0.995
+    seams = np.zeros((HEIGHT, WIDTH), bool)
+    seams[126:130] = seams[:, 126:130] = True
+    differ = split != whole
+    assert differ[:, seams].mean() <= max(0.01, 3 * differ[:, ~seams].mean())
+    stored = zarr.open_group(outputs.probabilities, mode="r")["0"][:]  # T C Y X
+    assert np.abs(stored.astype(int).sum(axis=1) - 255).max() <= 2  # every region written

@@ -279,7 +279,11 @@ def infer(
     ] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace existing outputs.")] = False,
     memory_check: Annotated[
-        bool, typer.Option(help="Refuse frames that need more memory than is available.")
+        bool,
+        typer.Option(
+            help="Refuse frames that need more memory than is available (with --dask, planes too "
+            "large for a worker are segmented in regions instead)."
+        ),
     ] = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
     verbose: Annotated[
@@ -364,7 +368,6 @@ def infer(
                             normalize_over=normalize,
                             resume=resume,
                             advance=advance,
-                            check_memory=memory_check,
                         )
                 timings.add(spent)
                 if fractions:  # from the masks as written

@@ -23,6 +23,7 @@ from ..errors import NoContrastWarning
 from ..preprocess import Normalization, StackRange
 from ..segmenter import Segmenter
 from ..spec import RunSpec
+from ..tiling import region_margins
 from .ranges import gathered, merged_range
 from .sessions import ModelRef, send_model, session
 
@@ -71,7 +72,7 @@ def segment_dask(
             row = []
             for x0, w in zip(_starts(x_chunks), x_chunks, strict=True):
                 (top, bottom), (left, right) = (
-                    _margins(start, size, total, plan.overlap)
+                    region_margins(start, size, total, plan.overlap)
                     for start, size, total in ((y0, h, height), (x0, w, width))
                 )
                 region = view[..., y0 - top : y0 + h + bottom, x0 - left : x0 + w + right]
@@ -96,11 +97,6 @@ def _send_model(ref: ModelRef) -> None:
 
 def _starts(chunks: Sequence[int]) -> list[int]:
     return [int(s) for s in np.cumsum((0, *chunks[:-1]))]
-
-
-def _margins(start: int, size: int, total: int, overlap: int) -> tuple[int, int]:
-    """The margins before and after a region, clipped at the frame's edges."""
-    return min(overlap, start), min(overlap, total - start - size)
 
 
 def _frame_range(normalization: Normalization, frame: np.ndarray) -> tuple[float, float]:

@@ -15,6 +15,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import warnings
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -22,15 +24,17 @@ from typing import Any, Literal
 
 import dask
 import numpy as np
-from distributed import Client, as_completed
+from dask.typing import Key
+from distributed import Client, Future, as_completed
 
-from ..errors import ClusterError, ErnetError, first_line
+from ..errors import ClusterError, ErnetError, NoContrastWarning, first_line
 from ..io import Source, open_image
-from ..io.omezarr.store import FrameStore
-from ..pipeline import Outputs, Timings, check_frame_memory, run_description
+from ..io.omezarr.store import MAX_CHUNK_SIDE, FrameStore
+from ..pipeline import Outputs, Timings, run_description
 from ..postprocess import ProbabilityFormat
 from ..preprocess import Normalization, StackRange
 from ..segmenter import Segmenter, without_contrast
+from ..tiling import region_margins
 from .ranges import gathered, merged_range
 from .sessions import ModelRef, exclusive, send_model, session
 
@@ -38,6 +42,10 @@ log = logging.getLogger(__name__)
 #: Frames per task: consecutive frames streamed through a worker's session as one process
 #: streams them (larger groups: less overhead per frame, coarser progress and retries).
 FRAMES_PER_TASK = 4
+#: The share of a worker's memory limit that segmenting one plane (or region) may take.
+WORKER_MEMORY_SHARE = 0.5
+#: Regions of split planes have sides of a multiple of this (of the pyramid's steps too).
+REGION_STEP = 256
 #: Frames per task of the pass that gathers a stack's normalisation range.
 RANGE_FRAMES_PER_TASK = 16
 
@@ -75,8 +83,8 @@ class _Stores:
     def all(self) -> list[FrameStore]:
         return [s for s in (self.mask, self.probabilities) if s is not None]
 
-    def done(self, frame: int) -> bool:
-        return all(store.done(frame) for store in self.all())
+    def done(self, frame: int, origin: tuple[int, int] = (0, 0)) -> bool:
+        return all(store.done(frame, origin) for store in self.all())
 
 
 def _segment_frames(
@@ -104,6 +112,46 @@ def _segment_frames(
             if not prediction.contrast:
                 flat.append(frame)
     return flat
+
+
+def _segment_region(
+    frame: int,
+    origin: tuple[int, int],
+    side: int,
+    model: ModelRef,
+    source: SourceRef,
+    value_range: tuple[float, float],
+    stores: _Stores,
+) -> list[int]:
+    """Segment the ``side`` x ``side`` region at ``origin`` of a frame on a worker, with a
+    margin of the tiling overlap, normalised with the whole frame's ``value_range``, and
+    write its centre into the stores; returns the frame if it has no contrast."""
+    segmenter = session(model)
+    image = source.open().frame(frame)
+    (height, width), (y0, x0) = image.shape[-2:], origin
+    h, w = min(side, height - y0), min(side, width - x0)
+    overlap = model.spec.overlap or 0
+    (top, bottom), (left, right) = (
+        region_margins(y0, h, height, overlap),
+        region_margins(x0, w, width, overlap),
+    )
+    with exclusive(model), warnings.catch_warnings():
+        warnings.simplefilter("ignore", NoContrastWarning)  # reported once, by the client
+        prediction = segmenter.predict(
+            image[y0 - top : y0 + h + bottom, x0 - left : x0 + w + right],
+            value_range,
+            stores.probability_format,
+        )
+    centre = (slice(top, top + h), slice(left, left + w))
+    if stores.probabilities is not None and prediction.probabilities is not None:
+        stores.probabilities.write(frame, prediction.probabilities[(slice(None), *centre)], origin)
+    stores.mask.write(frame, prediction.labels[centre], origin)
+    return [] if prediction.contrast else [frame]
+
+
+def _frame_range(frame: int, normalization: Normalization, source: SourceRef) -> tuple[float, float]:
+    """A whole frame's normalisation range, for all its regions."""
+    return normalization.value_range(source.open().frame(frame))
 
 
 def _partial_range(frames: range, normalization: Normalization, source: SourceRef) -> StackRange:
@@ -134,7 +182,7 @@ def segment_on_cluster(
     normalize_over: Literal["frame", "stack"] = "frame",
     resume: bool = False,
     advance: Callable[[int], None] = lambda n: None,
-    check_memory: bool = True,
+    region: int | None = None,
 ) -> Timings:
     """Segment every frame of ``source`` on the cluster of ``client`` into OME-Zarr
     ``outputs`` (mask, and probabilities where asked), as
@@ -142,9 +190,10 @@ def segment_on_cluster(
     labels. ``segmenter`` is the client's session of the model: its tiling, fitted to
     the frames, is what the workers use. With ``resume``, frames that partial stores
     of an interrupted run of the same model, options and input hold are not segmented
-    again. Returns the time taken (all of it counted as segmentation)."""
-    if check_memory:
-        check_frame_memory(segmenter, source, outputs)
+    again. A plane too large for a worker's memory (:func:`region_side`), or every plane
+    with ``region`` (a multiple of 256), is segmented in square regions with a margin of
+    the tiling overlap, all normalised with the whole frame's range. Returns the time
+    taken (all of it counted as segmentation)."""
     start = time.perf_counter()
     plan = segmenter.plan.fitted(*source.frame_shape)
     model = ModelRef.of(replace(segmenter.spec, tile=plan.tile, overlap=plan.overlap))
@@ -155,30 +204,37 @@ def segment_on_cluster(
     value_range = None
     if normalize_over == "stack":
         value_range = stack_range_on_cluster(client, segmenter.normalization, source_ref, source.n_frames)
-    stores = _create_stores(segmenter, source, outputs, normalize_over, value_range, resume)
-    todo = [frame for frame in range(source.n_frames) if not stores.done(frame)]
-    advance(source.n_frames - len(todo))
-    groups = [todo[i : i + FRAMES_PER_TASK] for i in range(0, len(todo), FRAMES_PER_TASK)]
-    futures = client.map(
-        _segment_frames,
-        groups,
-        model=model,
-        source=source_ref,
-        value_range=value_range,
-        stores=stores,
-        pure=False,
-    )
-    size = {future.key: len(group) for future, group in zip(futures, groups, strict=True)}
-    flat: list[int] = []
+    side = region or region_side(segmenter, source, outputs, worker_budget(client))
+    stores = _create_stores(segmenter, source, outputs, normalize_over, value_range, resume, side)
+    origins = _origins(*source.frame_shape, side)
+    if side is None:  # whole frames, in groups
+        todo = [frame for frame in range(source.n_frames) if not stores.done(frame)]
+        groups = [todo[i : i + FRAMES_PER_TASK] for i in range(0, len(todo), FRAMES_PER_TASK)]
+        futures = client.map(
+            _segment_frames, groups, model=model, source=source_ref, value_range=value_range, stores=stores,
+            pure=False,
+        )  # fmt: skip
+        finishes = {future.key: group for future, group in zip(futures, groups, strict=True)}
+    else:  # regions of planes too large for one worker
+        per_frame = segmenter.normalization if normalize_over == "frame" else None
+        futures, finishes = _submit_regions(
+            client, side, origins, model, source, source_ref, value_range, per_frame, stores
+        )
+    left = Counter(frame for frames in finishes.values() for frame in frames)
+    advance(source.n_frames - len(left))
+    flat: set[int] = set()
     try:
         for future in as_completed(futures):
             if future.status == "error":
                 raise ClusterError(_failure(source.path, future.exception()))
-            flat += future.result()
-            advance(size[future.key])
+            flat.update(future.result())
+            for frame in finishes[future.key]:
+                left[frame] -= 1
+                if not left[frame]:
+                    advance(1)
     except BaseException as exc:
         client.cancel(futures)
-        done = sum(stores.done(frame) for frame in range(source.n_frames))
+        done = sum(all(stores.done(frame, o) for o in origins) for frame in range(source.n_frames))
         note = (
             f"{done} of {source.n_frames} frames are kept in {stores.mask.work}: rerun with --resume to go on"
         )
@@ -191,6 +247,65 @@ def segment_on_cluster(
     if flat:
         log.warning("note: %s: %s", source.path, without_contrast(sorted(flat), source.n_frames))
     return Timings(segmentation=time.perf_counter() - start)
+
+
+def worker_budget(client: Client) -> int | None:
+    """The memory one plane's segmentation may take on the cluster's smallest worker
+    (:data:`WORKER_MEMORY_SHARE` of its limit); None where no worker has a limit."""
+    limits = [w.get("memory_limit") or 0 for w in client.scheduler_info()["workers"].values()]
+    return int(min(limits) * WORKER_MEMORY_SHARE) if limits and min(limits) > 0 else None
+
+
+def region_side(segmenter: Segmenter, source: Source, outputs: Outputs, budget: int | None) -> int | None:
+    """None where whole frames fit in ``budget`` bytes; else the largest side (a multiple of
+    :data:`REGION_STEP`) of square regions that do, margins included."""
+    height, width = source.frame_shape
+    fmt = outputs.probability_format if outputs.probabilities else None
+    if budget is None or segmenter.frame_bytes(height, width, fmt) <= budget:
+        return None
+    side, margin = REGION_STEP, 2 * segmenter.plan.fitted(height, width).overlap
+    while (
+        side * 2 < max(height, width)
+        and segmenter.frame_bytes(2 * side + margin, 2 * side + margin, fmt) <= budget
+    ):
+        side *= 2
+    return side
+
+
+def _origins(height: int, width: int, side: int | None) -> list[tuple[int, int]]:
+    """Where a frame's regions of ``side`` start; a whole frame (None) starts at 0, 0."""
+    return [(y, x) for y in range(0, height, side) for x in range(0, width, side)] if side else [(0, 0)]
+
+
+def _submit_regions(
+    client: Client,
+    side: int,
+    origins: list[tuple[int, int]],
+    model: ModelRef,
+    source: Source,
+    source_ref: SourceRef,
+    value_range: tuple[float, float] | None,
+    per_frame: Normalization | None,
+    stores: _Stores,
+) -> tuple[list[Future], dict[Key, list[int]]]:
+    """Submit the regions not yet written: the futures, and the frame each finishes. Each
+    frame's regions share ``value_range`` or, normalised ``per_frame``, the frame's own."""
+    futures: list[Future] = []
+    finishes: dict[Key, list[int]] = {}
+    for frame in range(source.n_frames):
+        missing = [origin for origin in origins if not stores.done(frame, origin)]
+        if not missing:
+            continue
+        frame_range: Any = value_range
+        if per_frame is not None:  # a task of its own, that the frame's regions wait for
+            frame_range = client.submit(_frame_range, frame, per_frame, source_ref, pure=False)
+        for origin in missing:
+            future = client.submit(
+                _segment_region, frame, origin, side, model, source_ref, frame_range, stores, pure=False
+            )
+            futures.append(future)
+            finishes[future.key] = [frame]
+    return futures, finishes
 
 
 def _failure(path: Path, error: BaseException | None) -> str:
@@ -207,10 +322,17 @@ def _create_stores(
     normalize_over: Literal["frame", "stack"],
     value_range: tuple[float, float] | None,
     resume: bool,
+    side: int | None,
 ) -> _Stores:
-    """The output stores, created (or reopened, to resume) by the client."""
-    description = run_description(segmenter, source, normalize_over, value_range)
-    options: dict[str, Any] = {"description": description, "overwrite": outputs.overwrite, "resume": resume}
+    """The output stores, created (or reopened, to resume) by the client; chunks of
+    ``side`` where planes are written in regions."""
+    description = {**run_description(segmenter, source, normalize_over, value_range), "region": side}
+    options: dict[str, Any] = {
+        "description": description,
+        "overwrite": outputs.overwrite,
+        "resume": resume,
+        "chunk": side or MAX_CHUNK_SIDE,
+    }
     class_names = segmenter.contract.class_names
     mask = FrameStore.create(
         outputs.mask, source.shape, source.axes, "uint8", source.calibration,

@@ -37,7 +37,8 @@ SUFFIXES = (".ome.zarr", ".zarr")
 MIN_LEVEL_SIDE = 64
 #: At most this many levels (level 0 included).
 MAX_LEVELS = 5
-#: Planes up to this side are one chunk; larger ones are cut into chunks of this side.
+#: Planes up to this side are one chunk at level 0; larger ones are cut into chunks of
+#: this side (halved with each level, so that a chunk never spans two written regions).
 MAX_CHUNK_SIDE = 4096
 #: The key of our run description in a store's attributes.
 DESCRIPTION_KEY = "ernet"
@@ -45,12 +46,6 @@ DESCRIPTION_KEY = "ernet"
 _RECORDS = "ernet-progress"
 #: Colours of class ids 0, 1, 2, 3... in image-label metadata (RGBA), as the overlays show them.
 CLASS_COLOURS = ((0, 0, 0, 0), (0, 255, 0, 255), (255, 0, 255, 255), (0, 170, 255, 255), (255, 200, 0, 255))
-
-
-def plane_chunks(height: int, width: int) -> tuple[int, int]:
-    """The chunk of a ``height`` x ``width`` plane: the whole plane up to
-    :data:`MAX_CHUNK_SIDE` per side. Regions written by separate tasks are unions of these."""
-    return min(height, MAX_CHUNK_SIDE), min(width, MAX_CHUNK_SIDE)
 
 
 def pyramid_levels(height: int, width: int) -> int:
@@ -96,6 +91,9 @@ class FrameStore:
     #: The ``labels`` group of an input image that the image-label is added to, else None.
     into: Path | None = None
     overwrite: bool = False
+    #: The side of level 0's chunks in Y and X (halved per level): regions written apart
+    #: start at multiples of it.
+    chunk: int = MAX_CHUNK_SIDE
     block_axes: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -118,12 +116,14 @@ class FrameStore:
         class_names: Sequence[str] = (),
         overwrite: bool = False,
         resume: bool = False,
+        chunk: int = MAX_CHUNK_SIDE,
     ) -> FrameStore:
         """Create the store's arrays and metadata under a temporary name beside ``path``
-        (or, with ``resume``, reopen one an interrupted run left there with the same
-        ``description``: its completed frames stay done). A ``path`` in the ``labels``
-        group of an OME-Zarr image (``image.zarr/labels/ernet``) adds an image-label to
-        that image, in its NGFF version, listed in the group when complete."""
+                (or, with ``resume``, reopen one an interrupted run left there with the same
+                ``description``: its completed frames stay done). A ``path`` in the ``labels``
+                group of an OME-Zarr image (``image.zarr/labels/ernet``) adds an image-label to
+                that image, in its NGFF version, listed in the group when complete. Frames are written
+        whole, or in regions of ``chunk`` pixels a side (a multiple of ``2 ** (levels - 1)``)."""
         refuse_existing(path, overwrite)
         height, width = shape[-3:-1] if axes.endswith("S") else shape[-2:]
         image_version = _image_version(path.parent.parent) if in_image_labels(path) else None
@@ -132,7 +132,7 @@ class FrameStore:
         work = (path.parent if into is None else into.parent) / f".{path.name}.partial"
         store = cls(
             path, work, tuple(shape), axes, np.dtype(dtype).str,
-            pyramid_levels(height, width), image_version or "0.5", labels, into, overwrite,
+            pyramid_levels(height, width), image_version or "0.5", labels, into, overwrite, chunk,
         )  # fmt: skip
         recorded = {**(description or {}), "store_shape": list(shape), "store_axes": axes}
         if resume and store.work.exists():
@@ -172,7 +172,7 @@ class FrameStore:
         datasets = []
         for level in range(self.levels):
             shape = self._level_shape(level)
-            chunks = self._chunks(shape)
+            chunks = self._chunks(shape, level)
             options: dict[str, Any] = {
                 "dimension_names": [a["name"] for a in ngff_axes(store_axes, calibration)]
             }
@@ -213,10 +213,10 @@ class FrameStore:
             -(-n // 2**level) if a in "YX" else n for a, n in zip(self.axes, self.shape, strict=True)
         )
 
-    def _chunks(self, shape: tuple[int, ...]) -> tuple[int, ...]:
-        sizes = dict(zip(self.axes, shape, strict=True))
-        chunk_y, chunk_x = plane_chunks(sizes["Y"], sizes["X"])
-        block = {"Y": chunk_y, "X": chunk_x}
+    def _chunks(self, shape: tuple[int, ...], level: int) -> tuple[int, ...]:
+        """Chunks of a level: one frame, Y and X cut at the level's share of :attr:`chunk`."""
+        sizes, side = dict(zip(self.axes, shape, strict=True)), max(1, self.chunk >> level)
+        block = {"Y": min(sizes["Y"], side), "X": min(sizes["X"], side)}
         return tuple(
             block.get(a, n if a in self.block_axes else 1) for a, n in zip(self.axes, shape, strict=True)
         )
@@ -227,14 +227,14 @@ class FrameStore:
     def n_frames(self) -> int:
         return int(np.prod(self.shape[: len(self.axes) - len(self.block_axes)], dtype=np.int64))
 
-    def write(self, frame: int, block: np.ndarray) -> None:
-        """Write frame ``frame``'s ``block`` (the block axes) into every level, then record
+    def write(self, frame: int, block: np.ndarray, origin: tuple[int, int] = (0, 0)) -> None:
+        """Write frame ``frame``'s ``block`` (the block axes; the whole frame, or a region
+        whose Y, X ``origin`` is a multiple of :attr:`chunk`) into every level, then record
         it complete."""
         arrays = self._arrays()
         store_axes = ngff_order(self.axes)
         lead_axes = self.axes[: len(self.axes) - len(self.block_axes)]
         where = dict(zip(lead_axes, np.unravel_index(frame, self.shape[: len(lead_axes)]), strict=True))
-        key = tuple(int(where[a]) if a in where else slice(None) for a in store_axes)
         order = [self.block_axes.index(a) for a in store_axes if a in self.block_axes]
         data = np.asarray(block, self.dtype)
         for level, array in enumerate(arrays):
@@ -242,8 +242,13 @@ class FrameStore:
             sampled = data[
                 tuple(slice(None, None, step) if a in "YX" else slice(None) for a in self.block_axes)
             ]
+            region = {
+                a: slice(start // step, start // step + sampled.shape[self.block_axes.index(a)])
+                for a, start in zip("YX", origin, strict=True)
+            }
+            key = tuple(int(where[a]) if a in where else region.get(a, slice(None)) for a in store_axes)
             array[key] = np.transpose(sampled, order)
-        self._record(frame).touch()
+        self._record(frame, origin).touch()
 
     @functools.lru_cache(maxsize=8)  # noqa: B019 (a few stores per process, alive for the run)
     def _arrays(self) -> list[Any]:
@@ -251,12 +256,12 @@ class FrameStore:
         group = _zarr().open_group(self.work, mode="r+")
         return [group[str(level)] for level in range(self.levels)]
 
-    def _record(self, frame: int) -> Path:
-        return self.work / _RECORDS / str(frame)
+    def _record(self, frame: int, origin: tuple[int, int]) -> Path:
+        return self.work / _RECORDS / f"{frame}.{origin[0]}.{origin[1]}"
 
-    def done(self, frame: int) -> bool:
-        """Whether frame ``frame`` was written completely (every level)."""
-        return self._record(frame).exists()
+    def done(self, frame: int, origin: tuple[int, int] = (0, 0)) -> bool:
+        """Whether frame ``frame`` (its region at ``origin``) was written completely."""
+        return self._record(frame, origin).exists()
 
     # -- completing --------------------------------------------------------------------
 
