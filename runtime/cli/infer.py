@@ -169,7 +169,12 @@ def throughput(frames: int, pixels: int, timings: Timings, total: float, backend
 @command
 def infer(
     inputs: Annotated[
-        list[Path], typer.Argument(help="Images (TIFF, PNG, JPG) or TIFF stacks.", show_default=False)
+        list[Path],
+        typer.Argument(
+            help="Images (TIFF, PNG, JPG), TIFF stacks, zarr / OME-Zarr stores, or folders (or quoted "
+            "globs) of TIFFs, each read as one time-lapse.",
+            show_default=False,
+        ),
     ],
     model: Annotated[
         Path | None,
@@ -290,7 +295,8 @@ def infer(
         bool, typer.Option("--verbose", "-v", help="Say why each faster provider was passed over.")
     ] = False,
 ) -> None:
-    """Segment ER in each INPUT; writes <stem>_mask.tif (uint8 class ids, input axes)."""
+    """Segment ER in each INPUT; writes <stem>_mask.tif or <stem>_mask.ome.zarr (uint8 class
+    ids, input axes)."""
     if figures and not metrics:
         raise typer.BadParameter("draws the network analysis: add --metrics", param_hint="--figures")
     check_cluster_options(dask, resume, out_format, metrics, overlay, fractions_csv)

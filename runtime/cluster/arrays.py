@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 import dask
@@ -29,15 +30,16 @@ from .sessions import ModelRef, send_model, session
 
 
 def segment_dask(
-    array: da.Array,
+    array: Any,
     axes: str,
-    model: RunSpec | str | Any = None,
+    model: RunSpec | Path | str | None = None,
     *,
     channel: int | None = None,
     normalize: Literal["frame", "stack"] = "frame",
 ) -> da.Array:
-    """Class ids (uint8) of every frame of the dask ``array`` (axes named by ``axes``,
-    e.g. ``"TZYX"``), as a lazy dask array with the input's axes less its channel axis.
+    """Class ids (uint8) of every frame of the dask ``array`` (or any array, wrapped as
+    one; axes named by ``axes``, e.g. ``"TZYX"``), as a lazy dask array with the input's
+    axes less its channel axis.
 
     ``model``: a :class:`~ernet.runtime.RunSpec`, a model file or an embedded model's
     name (None: the embedded default). A channel axis feeds a multichannel model, or
@@ -47,6 +49,7 @@ def segment_dask(
     worker once and opened there once (until :func:`release_models`); elsewhere each
     process opens it on first use.
     """
+    array = da.asarray(array)
     spec = model if isinstance(model, RunSpec) else RunSpec.of(model)
     with Segmenter(spec, warmup=False) as local:
         layout = FrameLayout.of(axes, tuple(array.shape), local.contract.in_channels, channel)

@@ -119,11 +119,12 @@ class FrameStore:
         chunk: int = MAX_CHUNK_SIDE,
     ) -> FrameStore:
         """Create the store's arrays and metadata under a temporary name beside ``path``
-                (or, with ``resume``, reopen one an interrupted run left there with the same
-                ``description``: its completed frames stay done). A ``path`` in the ``labels``
-                group of an OME-Zarr image (``image.zarr/labels/ernet``) adds an image-label to
-                that image, in its NGFF version, listed in the group when complete. Frames are written
-        whole, or in regions of ``chunk`` pixels a side (a multiple of ``2 ** (levels - 1)``)."""
+        (or, with ``resume``, reopen one an interrupted run left there with the same
+        ``description``: its completed frames stay done). A ``path`` in the ``labels``
+        group of an OME-Zarr image (``image.zarr/labels/ernet``) adds an image-label to
+        that image, in its NGFF version, listed in the group when complete. Frames are
+        written whole, or in regions of ``chunk`` pixels a side (a multiple of
+        ``2 ** (levels - 1)``)."""
         refuse_existing(path, overwrite)
         height, width = shape[-3:-1] if axes.endswith("S") else shape[-2:]
         image_version = _image_version(path.parent.parent) if in_image_labels(path) else None
@@ -270,6 +271,11 @@ class FrameStore:
         shutil.rmtree(self.work / _RECORDS, ignore_errors=True)
         try:
             self.path.parent.mkdir(exist_ok=True)  # an input image's first labels group
+            if self.path.exists() and not self.overwrite:
+                raise OutputError(
+                    f"{self.path}: output exists, written meanwhile by another run (pass --overwrite "
+                    f"to replace it); this run's is kept in {self.work}"
+                )
             if self.path.exists():
                 old = self.path.parent / f".{self.path.name}.old"
                 shutil.rmtree(old, ignore_errors=True)
