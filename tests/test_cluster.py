@@ -340,3 +340,17 @@ def test_planes_too_large_for_a_worker_are_split(
     assert differ[:, seams].mean() <= max(0.01, 3 * differ[:, ~seams].mean())
     stored = zarr.open_group(outputs.probabilities, mode="r")["0"][:]  # T C Y X
     assert np.abs(stored.astype(int).sum(axis=1) - 255).max() <= 2  # every region written
+
+
+def test_a_scheduler_without_workers_is_one_line_not_a_hang() -> None:
+    from ernet.runtime.cluster import connect
+    from ernet.runtime.errors import ClusterError
+
+    with distributed.LocalCluster(n_workers=0, host="127.0.0.1", dashboard_address=None) as empty:
+        start = time.monotonic()
+        with (
+            pytest.raises(ClusterError, match="the scheduler has no workers"),
+            connect(empty.scheduler_address, 1),
+        ):
+            pass
+        assert time.monotonic() - start < 10

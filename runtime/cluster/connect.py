@@ -33,7 +33,7 @@ def connect(address: str, timeout: float = CONNECT_TIMEOUT, threads: int | None 
     127.0.0.1 sharing this machine's cores (``threads`` per worker, default cores / N),
     closed afterwards; ``tcp://host:8786`` (or any scheduler address) connects to a running
     scheduler (the models sent through it are released afterwards). ClusterError, in one
-    line, if none answers within ``timeout`` seconds."""
+    line, if none answers, or it has no worker, within ``timeout`` seconds."""
     workers = local_workers(address)
     with ExitStack() as stack:
         if workers is None:
@@ -42,6 +42,12 @@ def connect(address: str, timeout: float = CONNECT_TIMEOUT, threads: int | None 
             except (OSError, TimeoutError, ValueError) as exc:
                 raise ClusterError(
                     f"{address}: no Dask scheduler answers within {timeout:g} s ({first_line(exc)})"
+                ) from None
+            try:  # a scheduler without workers would leave the run waiting for ever
+                client.wait_for_workers(1, timeout=timeout)
+            except TimeoutError:
+                raise ClusterError(
+                    f"{address}: the scheduler has no workers (none joined within {timeout:g} s)"
                 ) from None
         else:
             try:
