@@ -105,6 +105,8 @@ def test_ngff_images(version: str, tmp_path: Path) -> None:
     one = open_image(path, channel=2, index={"T": 1})
     assert (one.axes, one.n_frames) == ("ZYX", 2)
     np.testing.assert_array_equal(one.data, TCZYX[1, 2])
+    # a region of a plane, read by itself (zarr indexes only the chunks it touches)
+    np.testing.assert_array_equal(one.region(1, slice(3, 9), slice(5, 17)), TCZYX[1, 2, 1, 3:9, 5:17])
     with pytest.raises(InputError, match=r"cells.ome.zarr: has 3 channels \(axis 'C'\)"):
         open_image(path)
 

@@ -126,22 +126,18 @@ def _segment_region(
     """Segment the ``side`` x ``side`` region at ``origin`` of a frame on a worker, with a
     margin of the tiling overlap, normalised with the whole frame's ``value_range``, and
     write its centre into the stores; returns the frame if it has no contrast."""
-    segmenter = session(model)
-    image = source.open().frame(frame)
-    (height, width), (y0, x0) = image.shape[-2:], origin
+    segmenter, opened = session(model), source.open()
+    (height, width), (y0, x0) = opened.frame_shape, origin
     h, w = min(side, height - y0), min(side, width - x0)
     overlap = model.spec.overlap or 0
     (top, bottom), (left, right) = (
         region_margins(y0, h, height, overlap),
         region_margins(x0, w, width, overlap),
     )
+    image = opened.region(frame, slice(y0 - top, y0 + h + bottom), slice(x0 - left, x0 + w + right))
     with exclusive(model), warnings.catch_warnings():
         warnings.simplefilter("ignore", NoContrastWarning)  # reported once, by the client
-        prediction = segmenter.predict(
-            image[y0 - top : y0 + h + bottom, x0 - left : x0 + w + right],
-            value_range,
-            stores.probability_format,
-        )
+        prediction = segmenter.predict(image, value_range, stores.probability_format)
     centre = (slice(top, top + h), slice(left, left + w))
     if stores.probabilities is not None and prediction.probabilities is not None:
         stores.probabilities.write(frame, prediction.probabilities[(slice(None), *centre)], origin)

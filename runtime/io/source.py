@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -69,6 +69,11 @@ class Source(ABC):
     def frame(self, i: int) -> np.ndarray:
         """Frame ``i`` (C order over the leading axes), checked."""
 
+    def region(self, i: int, rows: slice, columns: slice) -> np.ndarray:
+        """The ``rows`` x ``columns`` region of frame ``i`` (read alone where the format
+        allows, else cut from the frame)."""
+        return self.frame(i)[rows, columns]
+
     def frames(self) -> Iterator[np.ndarray]:
         """The frames in order, read one at a time and checked."""
         for i in range(self.n_frames):
@@ -90,6 +95,13 @@ class Source(ABC):
         if np.issubdtype(frame.dtype, np.floating) and not np.isfinite(frame).all():
             raise InputError(f"{self.path}: frame {i} has NaN or infinite pixels")
         return frame
+
+
+@runtime_checkable
+class RegionReader(Protocol):
+    """A page reader that also reads a Y x X region of a page without the rest of it."""
+
+    def read_region(self, frame: int, page: int, rows: slice, columns: slice) -> np.ndarray: ...
 
 
 class PageReader(Protocol):
@@ -159,6 +171,14 @@ class PagedSource(Source):
     def frames(self) -> Iterator[np.ndarray]:
         for i, page in enumerate(self._reader.read(enumerate(self._pages))):
             yield self.checked(page[self._pick], i)
+
+    def region(self, i: int, rows: slice, columns: slice) -> np.ndarray:
+        if not isinstance(self._reader, RegionReader) or self._pick != (slice(None), slice(None)):
+            return super().region(i, rows, columns)
+        block = self._reader.read_region(i, self._pages[i], rows, columns)
+        if np.issubdtype(block.dtype, np.floating) and not np.isfinite(block).all():
+            raise InputError(f"{self.path}: frame {i} has NaN or infinite pixels")
+        return block
 
 
 def select(layout: Layout, channel: int | None = None, index: dict[str, int] | None = None) -> Source:

@@ -32,7 +32,7 @@ def probe(path: Path) -> bool:
 
 class _ZarrPages:
     """Planes of a zarr array: page ``k`` is the Y x X plane at the ``k``-th index (C
-    order) of the leading axes, read when asked for."""
+    order) of the leading axes, read when asked for (or a region of it: its chunks only)."""
 
     def __init__(self, path: Path, array: Any) -> None:
         self.path, self.array = path, array
@@ -40,14 +40,20 @@ class _ZarrPages:
 
     def read(self, frames: Iterable[tuple[int, int]]) -> Iterator[np.ndarray]:
         for i, k in frames:
-            index = tuple(int(j) for j in np.unravel_index(k, self.lead_shape))
-            try:
-                plane = np.asarray(self.array[index])
-            except Exception as exc:  # zarr and its codecs raise many types for damaged chunks
-                raise InputError(
-                    f"{self.path}: not a readable zarr array (frame {i}: {first_line(exc)})"
-                ) from None
-            yield plane
+            yield self._read(i, k)
+
+    def read_region(self, frame: int, page: int, rows: slice, columns: slice) -> np.ndarray:
+        """Only the chunks of a Y x X region of a plane."""
+        return self._read(frame, page, (rows, columns))
+
+    def _read(self, frame: int, page: int, region: tuple[slice, ...] = ()) -> np.ndarray:
+        index = tuple(int(j) for j in np.unravel_index(page, self.lead_shape))
+        try:
+            return np.asarray(self.array[index + region])
+        except Exception as exc:  # zarr and its codecs raise many types for damaged chunks
+            raise InputError(
+                f"{self.path}: not a readable zarr array (frame {frame}: {first_line(exc)})"
+            ) from None
 
 
 def layout(path: Path, series: int = 0) -> Layout:
