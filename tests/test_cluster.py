@@ -94,9 +94,12 @@ def test_a_tiff_stack_on_two_workers_equals_one_process(
     assert address.startswith("tcp://127.0.0.1:")
     one = run_cli("ernet-infer", stack_tif, "--out", tmp_path / "one", "--normalize", normalize, "-q")
     assert one.returncode == 0, one.stderr
+    # relative paths, from a folder that is not the workers' own
+    out = os.path.relpath(tmp_path / "two", stack_tif.parent)
     two = run_cli(
-        "ernet-infer", stack_tif, "--dask", address, "--out", tmp_path / "two", "--normalize", normalize
-    )
+        "ernet-infer", stack_tif.name, "--dask", address, "--out", out, "--normalize", normalize,
+        cwd=stack_tif.parent,
+    )  # fmt: skip
     assert two.returncode == 0, two.stderr
     single, distributed_labels = (
         _labels(tmp_path / "one" / "cells_mask.tif"),
@@ -165,7 +168,8 @@ def test_labels_into_the_input_image(
     done = run_cli("ernet-infer", source, "--labels-into-input", *cluster, "-q")
     assert done.returncode == 0, done.stderr
     after = _hashes(source)
-    assert {p: h for p, h in after.items() if not p.startswith("labels/")} == before
+    assert {p: after.get(p) for p in before} == before  # every file there before, unchanged
+    assert all(p.startswith("labels/") for p in set(after) - set(before))
     model = Image04 if version == "0.4" else Image05
     image = model.from_zarr(zarr.open_group(source, mode="r"))
     assert image.labels is not None and image.labels.ome_attributes.labels == ["ernet"]
@@ -212,8 +216,16 @@ def test_a_killed_worker_s_frames_are_recomputed(
 
 
 def test_an_interrupted_run_resumes(
-    client: Any, segmenter: Segmenter, stack: np.ndarray, stack_tif: Path, tmp_path: Path
+    client: Any,
+    segmenter: Segmenter,
+    stack: np.ndarray,
+    stack_tif: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    from ernet.runtime.cluster import pipeline
+
+    monkeypatch.setattr(pipeline, "FRAMES_PER_TASK", 1)  # frames left to do once the running ones finish
     image, source = open_image(stack_tif), SourceRef(stack_tif)
     outputs = Outputs(tmp_path / "cells_mask.ome.zarr", tmp_path / "cells_probabilities.ome.zarr")
     seen = []
@@ -225,8 +237,7 @@ def test_an_interrupted_run_resumes(
 
     with pytest.raises(KeyboardInterrupt):
         segment_on_cluster(client, segmenter, image, source, outputs, advance=interrupt)
-    while any(client.processing().values()):  # the frames in progress finish
-        time.sleep(0.05)
+    assert not any(client.processing().values()), "cancelled tasks still running after the run stopped"
     assert not outputs.mask.exists(), "a partial result under the output's name"
     with pytest.raises(OutputError, match="different run"):
         segment_on_cluster(client, segmenter, image, source, outputs, normalize_over="stack", resume=True)
@@ -318,6 +329,10 @@ def test_a_failed_frame_then_resume_from_the_command_line(
         _labels(tmp_path / "out" / "frames_mask.ome.zarr"), _labels(tmp_path / "one" / "frames_mask.tif")
     )
     assert client.run(held) == sessions_before
+    tifffile.imwrite(folder / "t12.tif", frames[0])  # the workers must not read what they opened before
+    again = run_cli("ernet-infer", folder, "--dask", address, "--out", tmp_path / "out", "--overwrite", "-q")
+    assert again.returncode == 0, again.stderr
+    assert open_image(tmp_path / "out" / "frames_mask.ome.zarr").shape == (FRAMES + 1, 100, 120)
 
 
 def test_planes_too_large_for_a_worker_are_split(

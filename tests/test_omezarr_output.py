@@ -100,3 +100,23 @@ def test_pyramid_levels() -> None:
     assert pyramid_levels(60, 1000) == 1
     assert pyramid_levels(128, 128) == 2
     assert pyramid_levels(1040, 1392) == 5  # down to 65 x 87
+
+
+def test_a_store_resumes_only_the_same_run(tmp_path: Path) -> None:
+    from ernet.runtime.io.omezarr.store import FrameStore
+
+    path = tmp_path / "p.ome.zarr"
+    options = {"description": {"model_sha256": "a"}, "labels": False}
+    store = FrameStore.create(path, (2, 2, 32, 32), "TCYX", "uint8", CALIBRATION, **options)
+    store.write(0, np.full((2, 32, 32), 200, np.uint8))
+    again = FrameStore.create(path, (2, 2, 32, 32), "TCYX", "uint8", CALIBRATION, resume=True, **options)
+    assert again.done(0) and not again.done(1)
+    with pytest.raises(OutputError, match="different run"):  # another pixel type
+        FrameStore.create(path, (2, 2, 32, 32), "TCYX", "float16", CALIBRATION, resume=True, **options)
+    with pytest.raises(OutputError, match="different run"):  # another model
+        FrameStore.create(
+            path, (2, 2, 32, 32), "TCYX", "uint8", CALIBRATION, resume=True,
+            description={"model_sha256": "b"}, labels=False,
+        )  # fmt: skip
+    with pytest.raises(ValueError, match="not a multiple of 2"):
+        FrameStore.create(tmp_path / "q.ome.zarr", (1, 128, 128), "TYX", "uint8", CALIBRATION, chunk=33)

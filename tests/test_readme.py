@@ -57,7 +57,7 @@ def test_readme_snippet_runs(
         assert sorted(p.name for p in (tmp_path / "masks").iterdir()) == [f"{i}_mask.tif" for i in range(5)]
     if "result" in namespace:
         assert namespace["result"].axes == "TZYX"  # type: ignore[attr-defined]
-    if "labels" in namespace and (tmp_path / "cells_labels.zarr").exists():
+    if "cells.ome.zarr" in python_snippets()[index]:
         written = zarr.open_array(tmp_path / "cells_labels.zarr", mode="r")
         assert written.shape == (3, 64, 80) and written.dtype == np.uint8
 

@@ -12,7 +12,9 @@ stores for ``resume``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import threading
 import time
 import warnings
@@ -59,6 +61,9 @@ class SourceRef:
     index: tuple[tuple[str, int], ...] = ()
     series: int | None = None
 
+    def __post_init__(self) -> None:  # workers may run in another folder
+        object.__setattr__(self, "path", Path(os.path.abspath(self.path)))
+
     def open(self) -> Source:
         """The input, opened once per worker process."""
         with _LOCK:
@@ -70,6 +75,13 @@ class SourceRef:
 
 _SOURCES: dict[SourceRef, Source] = {}
 _LOCK = threading.Lock()
+
+
+def forget_sources() -> None:
+    """Drop the inputs this process opened (at the end of a run: a long-lived worker
+    must not read a changed input through what it opened before)."""
+    with _LOCK:
+        _SOURCES.clear()
 
 
 @dataclass(frozen=True)
@@ -165,7 +177,10 @@ def stack_range_on_cluster(
         range(i, min(i + RANGE_FRAMES_PER_TASK, n_frames)) for i in range(0, n_frames, RANGE_FRAMES_PER_TASK)
     ]
     partials = [dask.delayed(_partial_range)(group, normalization, source) for group in groups]
-    return tuple(client.compute(merged_range(partials)).result())  # type: ignore[return-value]
+    try:
+        return tuple(client.compute(merged_range(partials)).result())  # type: ignore[return-value]
+    except Exception as exc:  # a worker's error, or Dask's (a killed worker, a cancelled task)
+        raise ClusterError(_failure(source.path, exc)) from None
 
 
 def segment_on_cluster(
@@ -187,9 +202,9 @@ def segment_on_cluster(
     the frames, is what the workers use. With ``resume``, frames that partial stores
     of an interrupted run of the same model, options and input hold are not segmented
     again. A plane too large for a worker's memory (:func:`region_side`), or every plane
-    with ``region`` (a multiple of 256), is segmented in square regions with a margin of
-    the tiling overlap, all normalised with the whole frame's range. Returns the time
-    taken (all of it counted as segmentation)."""
+    with ``region`` (a multiple of ``2 ** (pyramid levels - 1)``, e.g. 256), is segmented
+    in square regions with a margin of the tiling overlap, all normalised with the whole
+    frame's range. Returns the time taken (all of it counted as segmentation)."""
     start = time.perf_counter()
     plan = segmenter.plan.fitted(*source.frame_shape)
     model = ModelRef.of(replace(segmenter.spec, tile=plan.tile, overlap=plan.overlap))
@@ -197,11 +212,40 @@ def segment_on_cluster(
         send_model(client, model)
     except Exception as exc:
         raise ClusterError(f"the cluster's workers cannot open the model ({first_line(exc)})") from None
+    try:
+        stores, flat = _segment(
+            client, segmenter, source, source_ref, outputs, model, normalize_over, resume, advance, region
+        )
+    finally:  # a long-lived worker must not read a changed input through what it opened
+        with contextlib.suppress(Exception):
+            client.run(forget_sources)
+    for store in stores.all():
+        store.finish()
+    if flat:
+        log.warning("note: %s: %s", source.path, without_contrast(sorted(flat), source.n_frames))
+    return Timings(segmentation=time.perf_counter() - start)
+
+
+def _segment(
+    client: Client,
+    segmenter: Segmenter,
+    source: Source,
+    source_ref: SourceRef,
+    outputs: Outputs,
+    model: ModelRef,
+    normalize_over: Literal["frame", "stack"],
+    resume: bool,
+    advance: Callable[[int], None],
+    region: int | None,
+) -> tuple[_Stores, set[int]]:
+    """:func:`segment_on_cluster`'s run: the stores written (not yet in place) and the
+    frames without contrast."""
     value_range = None
     if normalize_over == "stack":
         value_range = stack_range_on_cluster(client, segmenter.normalization, source_ref, source.n_frames)
     side = region or region_side(segmenter, source, outputs, worker_budget(client))
-    stores = _create_stores(segmenter, source, outputs, normalize_over, value_range, resume, side)
+    recorded = {"model_sha256": model.key, "input": str(source_ref.path), "region": side}
+    stores = _create_stores(segmenter, source, outputs, normalize_over, value_range, resume, side, recorded)
     origins = _origins(*source.frame_shape, side)
     if side is None:  # whole frames, in groups
         todo = [frame for frame in range(source.n_frames) if not stores.done(frame)]
@@ -221,15 +265,16 @@ def segment_on_cluster(
     flat: set[int] = set()
     try:
         for future in as_completed(futures):
-            if future.status == "error":
-                raise ClusterError(_failure(source.path, future.exception()))
+            if future.status != "finished":
+                error = future.exception() if future.status == "error" else None
+                raise ClusterError(_failure(source.path, error, future.status))
             flat.update(future.result())
             for frame in finishes[future.key]:
                 left[frame] -= 1
                 if not left[frame]:
                     advance(1)
     except BaseException as exc:
-        client.cancel(futures)
+        _cancel(client, futures)
         done = sum(all(stores.done(frame, o) for o in origins) for frame in range(source.n_frames))
         note = (
             f"{done} of {source.n_frames} frames are kept in {stores.mask.work}: rerun with --resume to go on"
@@ -238,11 +283,7 @@ def segment_on_cluster(
             raise ClusterError(f"{exc}; {note}") from None
         log.warning("note: %s: %s", source.path, note)
         raise
-    for store in stores.all():
-        store.finish()
-    if flat:
-        log.warning("note: %s: %s", source.path, without_contrast(sorted(flat), source.n_frames))
-    return Timings(segmentation=time.perf_counter() - start)
+    return stores, flat
 
 
 def worker_budget(client: Client) -> int | None:
@@ -304,11 +345,30 @@ def _submit_regions(
     return futures, finishes
 
 
-def _failure(path: Path, error: BaseException | None) -> str:
+def _failure(path: Path, error: BaseException | None, status: str = "error") -> str:
     """What a failed task says: our errors name their file, others get the input's name."""
     if isinstance(error, ErnetError):
         return first_line(error)
-    return f"{path}: {type(error).__name__}: {first_line(error) if error else 'failed'}"
+    if error is None:
+        return f"{path}: a task was {status} on the cluster"
+    return f"{path}: {type(error).__name__}: {first_line(error)}"
+
+
+#: Seconds to wait for cancelled tasks that are already running to finish.
+CANCEL_WAIT = 60.0
+
+
+def _cancel(client: Client, futures: list[Future]) -> None:
+    """Cancel ``futures`` and wait (a while) until none of them still runs: a running task
+    is not stopped by Dask, and would otherwise go on writing into the stores."""
+    client.cancel(futures)
+    keys = {future.key for future in futures}
+    deadline = time.monotonic() + CANCEL_WAIT
+    while time.monotonic() < deadline:
+        running = {key for tasks in client.processing().values() for key in tasks}
+        if not running & keys:
+            return
+        time.sleep(0.1)
 
 
 def _create_stores(
@@ -319,10 +379,12 @@ def _create_stores(
     value_range: tuple[float, float] | None,
     resume: bool,
     side: int | None,
+    recorded: dict[str, Any],
 ) -> _Stores:
     """The output stores, created (or reopened, to resume) by the client; chunks of
-    ``side`` where planes are written in regions."""
-    description = {**run_description(segmenter, source, normalize_over, value_range), "region": side}
+    ``side`` where planes are written in regions; ``recorded`` in their description too
+    (what a resumed run must match)."""
+    description = {**run_description(segmenter, source, normalize_over, value_range), **recorded}
     options: dict[str, Any] = {
         "description": description,
         "overwrite": outputs.overwrite,

@@ -119,7 +119,7 @@ class ModelPlugin(WorkerPlugin):
                 return
         spec = self.ref.spec
         if self.model_bytes is not None:
-            path = Path(worker.local_directory) / f"ernet-{self.ref.key}.onnx"
+            path = self._model_file(worker)
             tmp = path.with_suffix(f".{os.getpid()}.part")
             tmp.write_bytes(self.model_bytes)
             os.replace(tmp, path)
@@ -141,3 +141,8 @@ class ModelPlugin(WorkerPlugin):
             segmenter = _SESSIONS.pop(self.ref.key, None)
         if segmenter is not None:
             segmenter.close()
+        self._model_file(worker).unlink(missing_ok=True)
+
+    def _model_file(self, worker: Any) -> Path:
+        """Where the model is kept on ``worker``."""
+        return Path(worker.local_directory) / f"ernet-{self.ref.key}.onnx"

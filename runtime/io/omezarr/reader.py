@@ -59,15 +59,8 @@ class _ZarrPages:
 def layout(path: Path, series: int = 0) -> Layout:
     """The planes of a zarr array or of level 0 of an OME-Zarr image (``series`` of a
     bioformats2raw store); InputError naming the store for every problem."""
-    try:
-        import zarr
-    except ImportError:
-        raise InputError(f"{path}: {_NEEDS_EXTRA}") from None
-    try:
-        node = zarr.open(store=str(path), mode="r")
-    except Exception as exc:  # zarr raises many types for unreadable metadata
-        raise InputError(f"{path}: not a readable zarr store ({first_line(exc)})") from None
-    if isinstance(node, zarr.Array):
+    node = _open(path)
+    if not _is_group(node):
         one_series(path, series)
         return _array_layout(path, node, _array_axes(node), Calibration(), node.attrs.asdict())
     return _group_layout(path, node, series)
@@ -79,12 +72,8 @@ def image_group(path: Path, series: int | None = None) -> Path:
     not_image = InputError(f"{path}: not an OME-Zarr image, so no labels can be added to it")
     if not probe(path):
         raise not_image
-    try:
-        import zarr
-    except ImportError:
-        raise InputError(f"{path}: {_NEEDS_EXTRA}") from None
-    node = zarr.open(store=str(path), mode="r")
-    if isinstance(node, zarr.Array):
+    node = _open(path)
+    if not _is_group(node):
         raise not_image
     ome = _ome_attributes(node)
     if "bioformats2raw.layout" in ome:
@@ -92,6 +81,24 @@ def image_group(path: Path, series: int | None = None) -> Path:
     if "multiscales" in ome:
         return path
     raise not_image
+
+
+def _open(path: Path) -> Any:
+    """The zarr array or group at ``path``; InputError naming it if it cannot be opened."""
+    try:
+        import zarr
+    except ImportError:
+        raise InputError(f"{path}: {_NEEDS_EXTRA}") from None
+    try:
+        return zarr.open(store=str(path), mode="r")
+    except Exception as exc:  # zarr raises many types for unreadable metadata
+        raise InputError(f"{path}: not a readable zarr store ({first_line(exc)})") from None
+
+
+def _is_group(node: Any) -> bool:
+    import zarr
+
+    return isinstance(node, zarr.Group)
 
 
 def _array_axes(array: Any) -> str:

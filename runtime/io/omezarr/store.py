@@ -125,6 +125,7 @@ class FrameStore:
         that image, in its NGFF version, listed in the group when complete. Frames are
         written whole, or in regions of ``chunk`` pixels a side (a multiple of
         ``2 ** (levels - 1)``)."""
+        path = Path(os.path.abspath(path))  # workers may run in another folder
         refuse_existing(path, overwrite)
         height, width = shape[-3:-1] if axes.endswith("S") else shape[-2:]
         image_version = _image_version(path.parent.parent) if in_image_labels(path) else None
@@ -135,7 +136,14 @@ class FrameStore:
             path, work, tuple(shape), axes, np.dtype(dtype).str,
             pyramid_levels(height, width), image_version or "0.5", labels, into, overwrite, chunk,
         )  # fmt: skip
-        recorded = {**(description or {}), "store_shape": list(shape), "store_axes": axes}
+        if chunk % 2 ** (store.levels - 1):
+            raise ValueError(
+                f"chunk side {chunk} is not a multiple of {2 ** (store.levels - 1)}, the pyramid's"
+            )
+        recorded = {
+            **(description or {}),
+            **{"store_shape": list(shape), "store_axes": axes, "store_dtype": store.dtype, "labels": labels},
+        }
         if resume and store.work.exists():
             store._check_resumable(recorded)
             return store
@@ -226,6 +234,7 @@ class FrameStore:
 
     @property
     def n_frames(self) -> int:
+        """Frames in the store: the product of the leading axes."""
         return int(np.prod(self.shape[: len(self.axes) - len(self.block_axes)], dtype=np.int64))
 
     def write(self, frame: int, block: np.ndarray, origin: tuple[int, int] = (0, 0)) -> None:
@@ -268,14 +277,14 @@ class FrameStore:
 
     def finish(self) -> Path:
         """Move the complete store into place (replacing an old one where asked); returns its path."""
+        if self.path.exists() and not self.overwrite:
+            raise OutputError(
+                f"{self.path}: output exists, written meanwhile by another run (pass --overwrite "
+                f"to replace it); this run's is kept in {self.work}"
+            )
         shutil.rmtree(self.work / _RECORDS, ignore_errors=True)
         try:
             self.path.parent.mkdir(exist_ok=True)  # an input image's first labels group
-            if self.path.exists() and not self.overwrite:
-                raise OutputError(
-                    f"{self.path}: output exists, written meanwhile by another run (pass --overwrite "
-                    f"to replace it); this run's is kept in {self.work}"
-                )
             if self.path.exists():
                 old = self.path.parent / f".{self.path.name}.old"
                 shutil.rmtree(old, ignore_errors=True)
