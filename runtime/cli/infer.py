@@ -40,10 +40,10 @@ def plan_outputs(
     overlay: bool,
     metrics: bool,
     overwrite: bool,
-    suffix: Callable[[Path], str] = lambda source: DEFAULT_IMAGE_SUFFIX,
+    suffix_of: Callable[[Path], str] = lambda source: DEFAULT_IMAGE_SUFFIX,
     labels_into: Callable[[Path], Path] | None = None,
 ) -> list[Outputs]:
-    """Output files per input: images with the ``suffix`` chosen for the input, the
+    """Output files per input: images with the suffix ``suffix_of`` the input, the
     mask at ``labels_into(input)`` where given; refuses to overwrite an input, or an
     output unless asked."""
     if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
@@ -52,7 +52,7 @@ def plan_outputs(
     plans = []
     seen: set[Path] = set()
     for source in inputs:
-        images = suffix(source)
+        images = suffix_of(source)
         plan = Outputs(
             labels_into(source) if labels_into else output_path(source, "mask", out_dir, images),
             output_path(source, "probabilities", out_dir, images) if probabilities else None,
@@ -312,7 +312,7 @@ def infer(
         overlay=overlay,
         metrics=metrics,
         overwrite=overwrite,
-        suffix=lambda source: image_suffix(source, out_format, dask is not None),
+        suffix_of=lambda source: image_suffix(source, out_format, dask is not None),
         labels_into=(lambda source: input_labels(source, series)) if labels_into_input else None,
     )
     if metrics:

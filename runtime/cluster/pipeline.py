@@ -65,15 +65,17 @@ class SourceRef:
         object.__setattr__(self, "path", Path(os.path.abspath(self.path)))
 
     def open(self) -> Source:
-        """The input, opened once per worker process."""
+        """The input, opened once per worker thread (file handles are not shared between
+        threads: reads would interleave)."""
+        key = (self, threading.get_ident())
         with _LOCK:
-            source = _SOURCES.get(self)
+            source = _SOURCES.get(key)
             if source is None:
-                source = _SOURCES[self] = open_image(self.path, self.channel, dict(self.index), self.series)
+                source = _SOURCES[key] = open_image(self.path, self.channel, dict(self.index), self.series)
             return source
 
 
-_SOURCES: dict[SourceRef, Source] = {}
+_SOURCES: dict[tuple[SourceRef, int], Source] = {}
 _LOCK = threading.Lock()
 
 

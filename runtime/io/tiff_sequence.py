@@ -76,17 +76,17 @@ class _SequencePages:
 
     def _file(self, n: int) -> Layout:
         """The layout of file ``n``, the last one kept for the pages that follow."""
-        path = self.paths[n]
-        if self._current.path != path:
-            layout = tiff.layout(path)
+        path, current = self.paths[n], self._current
+        if current.path != path:
+            current = tiff.layout(path)
             first = self.first
-            if (layout.shape, layout.dtype) != (first.shape, first.dtype):
+            if (current.shape, current.dtype) != (first.shape, first.dtype):
                 raise InputError(
-                    f"{path}: shape {layout.shape} {layout.dtype}, unlike the first file of the sequence "
+                    f"{path}: shape {current.shape} {current.dtype}, unlike the first file of the sequence "
                     f"({first.path.name}: {first.shape} {first.dtype}); its files must all be alike"
                 )
-            self._current = layout
-        return self._current
+            self._current = current
+        return current
 
 
 def layout(path: Path) -> Layout:
