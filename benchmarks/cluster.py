@@ -148,10 +148,11 @@ def main(
     stack: Annotated[str, typer.Option(help="FRAMESxHEIGHTxWIDTH of the generated stack.")] = "x".join(
         map(str, STACK)
     ),
+    rounds: Annotated[int, typer.Option(min=1, help="Interleaved rounds of every run.")] = ROUNDS,
 ) -> None:
     """Print the cluster table for a model (default: the embedded default model)."""
     frames, height, width = (int(v) for v in stack.split("x"))
-    result = bench_cluster(RunSpec(model, "cpu"), frames, height, width)
+    result = bench_cluster(RunSpec(model, "cpu"), frames, height, width, rounds)
     print("\n".join(cluster_markdown(result)))
 
 
