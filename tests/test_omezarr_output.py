@@ -106,7 +106,7 @@ def test_a_store_resumes_only_the_same_run(tmp_path: Path) -> None:
     from ernet.runtime.io.omezarr.store import FrameStore
 
     path = tmp_path / "p.ome.zarr"
-    options = {"description": {"model_sha256": "a"}, "labels": False}
+    options = {"description": {"model_key": "a"}, "labels": False}
     store = FrameStore.create(path, (2, 2, 32, 32), "TCYX", "uint8", CALIBRATION, **options)
     store.write(0, np.full((2, 32, 32), 200, np.uint8))
     again = FrameStore.create(path, (2, 2, 32, 32), "TCYX", "uint8", CALIBRATION, resume=True, **options)
@@ -116,7 +116,7 @@ def test_a_store_resumes_only_the_same_run(tmp_path: Path) -> None:
     with pytest.raises(OutputError, match="different run"):  # another model
         FrameStore.create(
             path, (2, 2, 32, 32), "TCYX", "uint8", CALIBRATION, resume=True,
-            description={"model_sha256": "b"}, labels=False,
+            description={"model_key": "b"}, labels=False,
         )  # fmt: skip
     with pytest.raises(ValueError, match="not a multiple of 2"):
         FrameStore.create(tmp_path / "q.ome.zarr", (1, 128, 128), "TYX", "uint8", CALIBRATION, chunk=33)

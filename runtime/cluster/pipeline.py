@@ -246,7 +246,7 @@ def _segment(
     if normalize_over == "stack":
         value_range = stack_range_on_cluster(client, segmenter.normalization, source_ref, source.n_frames)
     side = region or region_side(segmenter, source, outputs, worker_budget(client))
-    recorded = {"model_sha256": model.key, "input": str(source_ref.path), "region": side}
+    recorded = {"model_key": model.key, "input": str(source_ref.path), "region": side}
     stores = _create_stores(segmenter, source, outputs, normalize_over, value_range, resume, side, recorded)
     origins = _origins(*source.frame_shape, side)
     if side is None:  # whole frames, in groups
