@@ -47,7 +47,8 @@ def segment_dask(
     ``normalize="stack"``, with the range of all of them (gathered by a reduction when
     the result is computed). On a ``distributed`` client the model is sent to each
     worker once and opened there once (until :func:`release_models`); elsewhere each
-    process opens it on first use.
+    process opens it on first use. Frames without contrast are all background, without
+    a warning (the tasks run apart from the caller).
     """
     array = da.asarray(array)
     spec = model if isinstance(model, RunSpec) else RunSpec.of(model)
