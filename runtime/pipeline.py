@@ -123,8 +123,7 @@ def segment_image(
         masks = writer(outputs.mask, source.shape, source.axes, "uint8")
         probabilities = overlays = None
         if outputs.probabilities:
-            shape = (*lead_shape, segmenter.n_classes, height, width)
-            axes = lead_axes + "CYX"
+            shape, axes = probabilities_layout(segmenter, source)
             probabilities = writer(outputs.probabilities, shape, axes, outputs.probability_format)
         if outputs.overlay:
             legend = overlay_legend(segmenter.contract.class_names)
@@ -155,6 +154,11 @@ def segment_image(
     if flat:
         log.warning("note: %s: %s", source.path, without_contrast(flat, source.n_frames))
     return timings
+
+
+def probabilities_layout(segmenter: Segmenter, source: Source) -> tuple[tuple[int, ...], str]:
+    """The shape and axes of ``source``'s probabilities: a ``C`` axis of classes before ``YX``."""
+    return (*source.shape[:-2], segmenter.n_classes, *source.frame_shape), source.axes[:-2] + "CYX"
 
 
 def run_description(

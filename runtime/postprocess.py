@@ -76,6 +76,14 @@ def probabilities_as(logits: np.ndarray, fmt: ProbabilityFormat) -> np.ndarray:
 CLASS_COLOURS = np.array([[255, 0, 255], [0, 255, 0], [255, 160, 0], [0, 160, 255]], np.float32)
 
 
+def label_rgba(label: int) -> list[int]:
+    """The RGBA colour of class id ``label`` in image-label metadata: background
+    transparent, the others as :func:`overlay` tints them."""
+    if label == 0:
+        return [0, 0, 0, 0]
+    return [*CLASS_COLOURS[(label - 1) % len(CLASS_COLOURS)].astype(int).tolist(), 255]
+
+
 def overlay_legend(class_names: tuple[str, ...]) -> dict[str, str]:
     """The colour (``#rrggbb``) each class >= 1 is tinted with in :func:`overlay`."""
     colours = CLASS_COLOURS.astype(int)

@@ -177,6 +177,15 @@ class StackRange:
             step = max(1, values.size // _FLOAT_SAMPLES_PER_FRAME)
             self._samples.append(values[::step].astype(np.float32))
 
+    @classmethod
+    def of(cls, normalization: Normalization, frames: Iterable[np.ndarray]) -> StackRange:
+        """The range of ``frames`` gathered in one pass (a part of a stack, to
+        :meth:`merge` with others)."""
+        gathered = cls(normalization)
+        for frame in frames:
+            gathered.add(frame)
+        return gathered
+
     def merge(self, other: StackRange) -> StackRange:
         """Count ``other``'s frames too (ranges gathered apart, e.g. on cluster workers,
         merge to what one pass over all the frames gives); returns self."""
@@ -211,10 +220,7 @@ class StackRange:
 
 def stack_range(normalization: Normalization, frames: Iterable[np.ndarray]) -> tuple[float, float]:
     """The normalisation range of all ``frames`` together, in one bounded-memory pass."""
-    gathered = StackRange(normalization)
-    for frame in frames:
-        gathered.add(frame)
-    return gathered.value_range()
+    return StackRange.of(normalization, frames).value_range()
 
 
 def _histogram_friendly(data: np.ndarray) -> bool:

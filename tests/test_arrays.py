@@ -128,3 +128,12 @@ def test_bad_axes_are_one_clear_error(
 ) -> None:
     with pytest.raises(InputError, match=message):
         segment_array(seg, np.zeros(shape, np.uint8), axes)
+
+
+def test_segment_dask_without_a_cluster(seg: Segmenter, tiny_onnx: Path, stack: np.ndarray) -> None:
+    """On Dask's local threaded scheduler (no distributed client): what segment_array gives."""
+    da = pytest.importorskip("dask.array")
+    from ernet.runtime.cluster import segment_dask
+
+    lazy = segment_dask(da.from_array(stack, chunks=(1, 1, 40, 50)), "TZYX", RunSpec(tiny_onnx, "cpu"))
+    np.testing.assert_array_equal(lazy.compute(scheduler="threads"), segment_array(seg, stack, "TZYX").labels)

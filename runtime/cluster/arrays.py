@@ -25,7 +25,7 @@ from ..preprocess import Normalization, StackRange
 from ..segmenter import Segmenter
 from ..spec import RunSpec
 from ..tiling import region_margins
-from .ranges import gathered, merged_range
+from .ranges import merged_range
 from .sessions import ModelRef, send_model, session
 
 
@@ -108,7 +108,7 @@ def _frame_range(normalization: Normalization, frame: np.ndarray) -> tuple[float
 
 
 def _partial_range(normalization: Normalization, frame: np.ndarray) -> StackRange:
-    return gathered(normalization, [np.asarray(frame)])
+    return StackRange.of(normalization, [np.asarray(frame)])
 
 
 def _segment_region(

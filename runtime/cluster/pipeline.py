@@ -5,7 +5,7 @@ the workers straight into OME-Zarr stores.
 cluster: the client plans (the tiling fitted to the frames, a stack's range gathered
 by the workers, the output stores), each worker reads its frames from the input,
 segments them with its own session and writes them into the stores with a completion
-record per frame; only a flag per frame comes back. A worker that dies has its frames
+record per frame; only the numbers of frames without contrast come back. A worker that dies has its frames
 recomputed elsewhere (writes are idempotent); an interrupted run leaves the partial
 stores for ``resume``.
 """
@@ -32,12 +32,12 @@ from distributed import Client, Future, as_completed
 from ..errors import ClusterError, ErnetError, NoContrastWarning, first_line
 from ..io import Source, open_image
 from ..io.omezarr.store import MAX_CHUNK_SIDE, FrameStore
-from ..pipeline import Outputs, Timings, run_description
-from ..postprocess import ProbabilityFormat
+from ..pipeline import Outputs, Timings, probabilities_layout, run_description
+from ..postprocess import Prediction, ProbabilityFormat
 from ..preprocess import Normalization, StackRange
 from ..segmenter import Segmenter, without_contrast
 from ..tiling import region_margins
-from .ranges import gathered, merged_range
+from .ranges import merged_range
 from .sessions import ModelRef, exclusive, send_model, session
 
 log = logging.getLogger(__name__)
@@ -100,6 +100,19 @@ class _Stores:
     def done(self, frame: int, origin: tuple[int, int] = (0, 0)) -> bool:
         return all(store.done(frame, origin) for store in self.all())
 
+    def write(
+        self,
+        frame: int,
+        prediction: Prediction,
+        origin: tuple[int, int] = (0, 0),
+        centre: tuple[slice, slice] = (slice(None), slice(None)),
+    ) -> None:
+        """Write the ``centre`` of a frame's (or a region's) prediction at ``origin``: the
+        probabilities first, the mask last (its record marks the frame done)."""
+        if self.probabilities is not None and prediction.probabilities is not None:
+            self.probabilities.write(frame, prediction.probabilities[(slice(None), *centre)], origin)
+        self.mask.write(frame, prediction.labels[centre], origin)
+
 
 def _segment_frames(
     frames: list[int],
@@ -120,9 +133,7 @@ def _segment_frames(
             (opened.frame(i) for i in frames), value_range, stores.probability_format
         )
         for frame, (_, prediction) in zip(frames, predictions, strict=True):
-            if stores.probabilities is not None and prediction.probabilities is not None:
-                stores.probabilities.write(frame, prediction.probabilities)
-            stores.mask.write(frame, prediction.labels)  # last: the mask's record marks the frame done
+            stores.write(frame, prediction)
             if not prediction.contrast:
                 flat.append(frame)
     return flat
@@ -152,10 +163,7 @@ def _segment_region(
     with exclusive(model), warnings.catch_warnings():
         warnings.simplefilter("ignore", NoContrastWarning)  # reported once, by the client
         prediction = segmenter.predict(image, value_range, stores.probability_format)
-    centre = (slice(top, top + h), slice(left, left + w))
-    if stores.probabilities is not None and prediction.probabilities is not None:
-        stores.probabilities.write(frame, prediction.probabilities[(slice(None), *centre)], origin)
-    stores.mask.write(frame, prediction.labels[centre], origin)
+    stores.write(frame, prediction, origin, (slice(top, top + h), slice(left, left + w)))
     return [] if prediction.contrast else [frame]
 
 
@@ -167,7 +175,7 @@ def _frame_range(frame: int, normalization: Normalization, source: SourceRef) ->
 def _partial_range(frames: range, normalization: Normalization, source: SourceRef) -> StackRange:
     """The stack range of some of the input's frames, read on a worker."""
     opened = source.open()
-    return gathered(normalization, (opened.frame(frame) for frame in frames))
+    return StackRange.of(normalization, (opened.frame(frame) for frame in frames))
 
 
 def stack_range_on_cluster(
@@ -400,11 +408,11 @@ def _create_stores(
     )  # fmt: skip
     probabilities = None
     if outputs.probabilities is not None:
-        lead_axes, lead_shape = source.axes[:-2], source.shape[:-2]
+        shape, axes = probabilities_layout(segmenter, source)
         probabilities = FrameStore.create(
             outputs.probabilities,
-            (*lead_shape, segmenter.n_classes, *source.frame_shape),
-            lead_axes + "CYX",
+            shape,
+            axes,
             np.dtype(outputs.probability_format),
             source.calibration,
             labels=False,

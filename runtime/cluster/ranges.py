@@ -3,8 +3,6 @@ gathered by the workers and merged in a tree (exactly what one pass over the sta
 
 from __future__ import annotations
 
-from typing import Any
-
 import dask
 from dask.delayed import Delayed
 
@@ -28,11 +26,3 @@ def _merge(first: StackRange, *others: StackRange) -> StackRange:
     for other in others:
         first.merge(other)
     return first
-
-
-def gathered(normalization: Any, frames: Any) -> StackRange:
-    """The partial range of some frames (arrays, read now)."""
-    partial = StackRange(normalization)
-    for frame in frames:
-        partial.add(frame)
-    return partial

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import OutputError, first_line
+from ...postprocess import label_rgba
 from ..calibration import Calibration
 from ..files import refuse_existing
 from ..source import CHANNEL_AXES
@@ -44,8 +45,6 @@ MAX_CHUNK_SIDE = 4096
 DESCRIPTION_KEY = "ernet"
 #: The folder of completion records inside a store being written.
 _RECORDS = "ernet-progress"
-#: Colours of class ids 0, 1, 2, 3... in image-label metadata (RGBA), as the overlays show them.
-CLASS_COLOURS = ((0, 0, 0, 0), (0, 255, 0, 255), (255, 0, 255, 255), (0, 170, 255, 255), (255, 200, 0, 255))
 
 
 def pyramid_levels(height: int, width: int) -> int:
@@ -206,8 +205,7 @@ class FrameStore:
             label = {
                 "version": fmt.version,
                 "colors": [
-                    {"label-value": k, "rgba": list(CLASS_COLOURS[k % len(CLASS_COLOURS)])}
-                    for k in range(max(len(class_names), 1))
+                    {"label-value": k, "rgba": label_rgba(k)} for k in range(max(len(class_names), 1))
                 ],
                 "properties": [{"label-value": k, "class": name} for k, name in enumerate(class_names)],
             }
