@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     # For type checkers only; at run time __getattr__ imports each name when first used.
-    from .arrays import ArraySegmentation, Cancelled, segment_array  # noqa: F401
+    from .arrays import ArraySegmentation, Cancelled, segment_array, segment_array_steps  # noqa: F401
     from .contract import ModelContract, TileSpec  # noqa: F401
     from .errors import ErnetError  # noqa: F401
     from .metadata import ArchitectureSpec, ModelMetadata  # noqa: F401
@@ -27,6 +27,7 @@ _HOMES = {
     "ArraySegmentation": "arrays",
     "Cancelled": "arrays",
     "segment_array": "arrays",
+    "segment_array_steps": "arrays",
     "ModelContract": "contract",
     "TileSpec": "contract",
     "ErnetError": "errors",

@@ -5,7 +5,8 @@ lazy array (dask, zarr) is read frame by frame."""
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -56,6 +57,36 @@ def segment_array(
     ``on_progress(done, total)`` is called after each frame; ``cancelled()`` is asked
     before each and, when true, stops with :class:`Cancelled`.
     """
+    stop = cancelled or (lambda: False)
+    steps = segment_array_steps(
+        segmenter, array, axes, channel=channel, probabilities=probabilities, normalize=normalize
+    )
+    if stop():
+        raise Cancelled("segmentation cancelled before the first frame")
+    with closing(steps):  # stops the read-ahead when cancelled
+        while True:
+            try:
+                done, total = next(steps)
+            except StopIteration as finished:
+                return finished.value  # type: ignore[no-any-return]
+            if on_progress is not None:
+                on_progress(done, total)
+            if done < total and stop():
+                raise Cancelled(f"segmentation cancelled after {done} of {total} frames")
+
+
+def segment_array_steps(
+    segmenter: Segmenter,
+    array: Any,
+    axes: str,
+    *,
+    channel: int | None = None,
+    probabilities: ProbabilityFormat | None = None,
+    normalize: Literal["frame", "stack"] = "frame",
+) -> Generator[tuple[int, int], None, ArraySegmentation]:
+    """:func:`segment_array` one frame at a time, for an event loop or a GUI worker:
+    yields ``(done, total)`` after each frame and returns the result; closing it
+    early stops the work (and the read-ahead)."""
     shape = tuple(np.shape(array))
     layout = FrameLayout.of(axes, shape, segmenter.contract.in_channels, channel)
     total = int(np.prod(layout.lead_shape, dtype=np.int64))
@@ -69,24 +100,17 @@ def segment_array(
     probs = None
     if probabilities is not None:
         probs = np.empty((total, segmenter.n_classes, height, width), probabilities)
-    stop = cancelled or (lambda: False)
-    if stop():
-        raise Cancelled(f"segmentation cancelled before the first of {total} frames")
-    predictions = segmenter.stream(layout.frames(array), value_range, probabilities)
     flat = []
-    for done, (_, prediction) in enumerate(predictions, start=1):
-        if not prediction.contrast:
-            flat.append(done - 1)
-        labels[done - 1] = prediction.labels
-        if probs is not None:
-            probs[done - 1] = prediction.probabilities
-        if on_progress is not None:
-            on_progress(done, total)
-        if done < total and stop():
-            predictions.close()  # stops the read-ahead
-            raise Cancelled(f"segmentation cancelled after {done} of {total} frames")
+    with closing(segmenter.stream(layout.frames(array), value_range, probabilities)) as predictions:
+        for done, (_, prediction) in enumerate(predictions, start=1):
+            if not prediction.contrast:
+                flat.append(done - 1)
+            labels[done - 1] = prediction.labels
+            if probs is not None:
+                probs[done - 1] = prediction.probabilities
+            yield done, total
     if flat:
-        warnings.warn(without_contrast(flat, total), NoContrastWarning, stacklevel=2)
+        warnings.warn(without_contrast(flat, total), NoContrastWarning, stacklevel=3)
     return layout.result(labels, probs)
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ernet.runtime import Cancelled, RunSpec, Segmenter, segment_array
+from ernet.runtime import Cancelled, RunSpec, Segmenter, segment_array, segment_array_steps
 from ernet.runtime.errors import InputError
 from ernet.runtime.preprocess import stack_range
 
@@ -109,8 +109,25 @@ def test_progress_and_cancellation(seg: Segmenter, stack: np.ndarray) -> None:
             seg, stack, "TZYX", on_progress=lambda d, t: seen.append((d, t)), cancelled=lambda: len(seen) >= 2
         )
     assert seen == [(1, 6), (2, 6)]
-    with pytest.raises(Cancelled, match="before the first"):
+    with pytest.raises(Cancelled, match="before the first frame"):
         segment_array(seg, stack, "TZYX", cancelled=lambda: True)
+
+
+def test_steps_yield_progress_return_the_result_and_stop_when_closed(seg: Segmenter, stack: np.ndarray) -> None:
+    steps = segment_array_steps(seg, stack, "TZYX", probabilities="uint8")
+    seen = []
+    with pytest.raises(StopIteration) as finished:
+        while True:
+            seen.append(next(steps))
+    assert seen == [(i, 6) for i in range(1, 7)]
+    expected = segment_array(seg, stack, "TZYX", probabilities="uint8")
+    np.testing.assert_array_equal(finished.value.value.labels, expected.labels)
+    np.testing.assert_array_equal(finished.value.value.probabilities, expected.probabilities)
+    early = segment_array_steps(seg, stack, "TZYX")
+    assert next(early) == (1, 6)
+    early.close()  # a closed generator is done: nothing more comes
+    with pytest.raises(StopIteration):
+        next(early)
 
 
 @pytest.mark.parametrize(
