@@ -18,15 +18,12 @@ from typing import Any, ParamSpec, TypeVar
 
 import typer
 
-from ..errors import ErnetError, first_line
+from ..errors import REPORTED, error_line
 from ..models import EMBEDDED
 from .launch import EXIT_INTERRUPTED
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
-#: Errors reported as one line: ours (which name their file), bad values, and what the
-#: system or a model runtime raises (out of memory, a failing provider).
-REPORTED = (ErnetError, ValueError, OSError, RuntimeError, MemoryError)
 
 #: The modules each package extra brings (pyproject.toml's optional dependencies).
 EXTRAS = {
@@ -56,15 +53,6 @@ R = TypeVar("R")
 def fail(message: str) -> None:
     """Print one error line to stderr."""
     print(f"error: {message}", file=sys.stderr, flush=True)
-
-
-def error_line(exc: BaseException, subject: Path | str | None = None) -> str:
-    """The one line that reports ``exc``: our errors and bad values as they are (they name
-    their file), others with their type, after ``subject`` (the file being processed)."""
-    if isinstance(exc, ErnetError | ValueError):
-        return first_line(exc)
-    text = f"{type(exc).__name__}: {first_line(exc)}"
-    return f"{subject}: {text}" if subject is not None else text
 
 
 def interrupted(subject: Path | str | None = None) -> typer.Exit:
