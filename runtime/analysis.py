@@ -60,6 +60,20 @@ def require_analysis_libraries(figures: bool = False) -> None:
         importlib.import_module(name)
 
 
+#: More distinct values than this in a frame: an intensity image, not class ids.
+MAX_CLASS_IDS = 16
+
+
+def require_label_frame(labels: np.ndarray, source: Path | str, index: int) -> None:
+    """InputError unless ``labels`` looks like class ids (at most MAX_CLASS_IDS values)."""
+    values = np.unique(labels).size
+    if values > MAX_CLASS_IDS:
+        raise InputError(
+            f"{source}: frame {index} holds {values} distinct values, not class ids: an intensity "
+            "image? segment it first (ernet-infer --metrics, or ernet-analyze on its _mask.tif)"
+        )
+
+
 def er_mask(labels: np.ndarray, classes: Sequence[int] | None = None) -> np.ndarray:
     """Boolean mask of the classes forming the network (default: all but 0)."""
     if classes is None:
@@ -179,11 +193,12 @@ def polygon_areas(skeleton: np.ndarray, min_area: int = 1) -> np.ndarray:
 
 @dataclass(frozen=True)
 class FrameAnalysis:
-    """One frame's network: its metrics (column name -> value), graph and ER mask."""
+    """One frame's network: its metrics (column name -> value), graph, ER mask and skeleton."""
 
     metrics: dict[str, float]
     graph: nx.MultiGraph
     mask: np.ndarray
+    skeleton: np.ndarray
 
 
 def frame_metrics(
@@ -256,7 +271,7 @@ def analyze_frame(
                 row[f"count_{name}"] = len(areas)
                 row[f"area_{name}"] = float(areas.sum())
                 row[f"mean_area_{name}"] = float(areas.mean()) if len(areas) else math.nan
-    return FrameAnalysis(row, graph, mask)
+    return FrameAnalysis(row, graph, mask, skeleton)
 
 
 def class_fractions(labels: np.ndarray, class_names: Sequence[str]) -> dict[str, float]:

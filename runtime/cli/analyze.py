@@ -16,6 +16,7 @@ from ..analysis import (
     MetricsRecorder,
     frame_indices,
     require_analysis_libraries,
+    require_label_frame,
 )
 from ..contract import BINARY_CLASSES
 from ..errors import InputError
@@ -25,20 +26,6 @@ from .infer import FIGURES_HELP, FRACTIONS_HELP, finish_fractions
 from .policy import Failures, command, typer_app
 
 app = typer_app(extra="analysis")
-#: More distinct values than this in a frame: an intensity image, not class ids.
-MAX_CLASS_IDS = 16
-
-
-def require_label_frame(labels: np.ndarray, source: Path, index: int) -> None:
-    """InputError unless ``labels`` looks like class ids (at most MAX_CLASS_IDS values)."""
-    values = np.unique(labels).size
-    if values > MAX_CLASS_IDS:
-        raise InputError(
-            f"{source}: frame {index} holds {values} distinct values, not class ids: an intensity "
-            "image? segment it first (ernet-infer --metrics, or ernet-analyze on its _mask.tif)"
-        )
-
-
 def parse_classes(text: str | None) -> tuple[int, ...] | None:
     """``"1,3"`` -> ``(1, 3)``; None for all classes but background."""
     if not text:
