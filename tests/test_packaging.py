@@ -11,7 +11,7 @@ import pytest
 
 from conftest import REPO
 
-HEAVY = ("torch", "onnx", "tensorrt", "cuda.bindings")
+HEAVY = ("torch", "onnx", "tensorrt", "cuda.bindings", "dask", "zarr", "napari", "magicgui", "qtpy", "PyQt6")
 
 
 def _python(code: str, cwd: Path) -> str:
