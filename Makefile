@@ -24,7 +24,7 @@ DEFAULT_MODEL := runtime/models/default.onnx
 # The demo uses the embedded default model when the package has one, else `make export`'s.
 DEMO_MODEL := $(if $(wildcard $(DEFAULT_MODEL)),$(DEFAULT_MODEL),$(MODEL))
 
-.PHONY: install test test-all demo train export train-default train-default-4class bioimageio validate bench lint typecheck clean
+.PHONY: install test test-all screenshot demo train export train-default train-default-4class bioimageio validate bench lint typecheck clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,7 +32,7 @@ $(STAMP): pyproject.toml
 	# torch first, pinned: on this machine it is the CPU build on disk; with it
 	# installed, the extras' torch==2.13.0 never pulls a CUDA build.
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e '.[train,export,bench,analysis,bioimageio,acquisition,zarr,dask,dev]'
+	$(BIN)/python -m pip install --quiet -e '.[train,export,bench,analysis,bioimageio,acquisition,zarr,dask,napari,dev]'
 	# TensorRT's type stubs only (their package requires TensorRT itself, which needs a GPU
 	# index): the TensorRT code is type-checked against them on every machine.
 	$(BIN)/python -m pip install --quiet --no-deps 'tensorrt-stubs==10.13.0.35.1'
@@ -40,11 +40,19 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# Tests run on a virtual screen (Xvfb, installed where missing if root) for the napari
+# widget tests: tools/virtual_display.sh.
 test: lint
-	$(BIN)/python -m pytest -m "not slow"
+	tools/virtual_display.sh $(BIN)/python -m pytest -m "not slow"
 
 test-all: $(STAMP)
-	$(BIN)/python -m pytest
+	tools/virtual_display.sh $(BIN)/python -m pytest
+
+# The README's napari screenshot, taken by the widget tests from the plugin at work.
+NAPARI_SCREENSHOT ?= runtime/napari_plugin/screenshot.png
+screenshot: $(STAMP)
+	ERNET_NAPARI_SCREENSHOT=$(abspath $(NAPARI_SCREENSHOT)) tools/virtual_display.sh \
+		$(BIN)/python -m pytest -q tests/test_napari_widgets.py -k screenshot
 
 $(TRAIN_DATA)/.done: $(STAMP)
 	$(BIN)/ernet-simulate $(TRAIN_DATA) --count 48 --size 256x256 --seed 0
