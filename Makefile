@@ -113,9 +113,10 @@ bench: $(STAMP) $(DEMO_MODEL)
 	$(BIN)/ernet-bench --model $(DEMO_MODEL) --out $(BUILD)/bench
 
 # mypy with the stubs of TensorRT and of the CUDA bindings in $(BUILD)/stubs: a misspelt call fails here.
+# Its own cache: one filled by a mypy run without those stubs would hide them.
 typecheck: $(STAMP)
 	$(BIN)/python tools/prepare_stubs.py $(BUILD)/stubs
-	MYPYPATH=$(BUILD)/stubs $(BIN)/mypy runtime training export benchmarks tools
+	MYPYPATH=$(BUILD)/stubs $(BIN)/mypy --cache-dir $(BUILD)/mypy-cache runtime training export benchmarks tools
 
 lint: typecheck
 	$(BIN)/ruff check runtime training export benchmarks tests tools

@@ -113,7 +113,9 @@ def test_progress_and_cancellation(seg: Segmenter, stack: np.ndarray) -> None:
         segment_array(seg, stack, "TZYX", cancelled=lambda: True)
 
 
-def test_steps_yield_progress_return_the_result_and_stop_when_closed(seg: Segmenter, stack: np.ndarray) -> None:
+def test_steps_yield_progress_return_the_result_and_stop_when_closed(
+    seg: Segmenter, stack: np.ndarray
+) -> None:
     steps = segment_array_steps(seg, stack, "TZYX", probabilities="uint8")
     seen = []
     with pytest.raises(StopIteration) as finished:

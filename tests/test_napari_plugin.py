@@ -31,6 +31,9 @@ from ernet.runtime.postprocess import label_rgba
 
 from conftest import run_cli
 
+#: The geometry of a 2-D layer napari places by default: unit steps in pixels.
+PIXELS = LayerGeometry((1.0, 1.0), (0.0, 0.0), ("pixel", "pixel"))
+
 
 def assert_same_row(row: dict[str, Any], expected: dict[str, Any]) -> None:
     """Equal keys in the same order, and equal values (NaN equal to NaN)."""
@@ -226,13 +229,11 @@ def test_what_a_labels_layer_says_of_itself() -> None:
     assert (
         pixel_size_of(LayerGeometry((1.0, 0.04, 0.04), (0.0,) * 3, ("s", "micrometer", "micrometer"))) == 0.04
     )
-    assert pixel_size_of(LayerGeometry.pixels(2)) is None
+    assert pixel_size_of(PIXELS) is None
     skeleton = np.zeros((4, 4), np.uint8)
     from ernet.runtime.napari_plugin.measure import NetworkMeasurement
 
-    data, kwargs, kind = skeleton_layer(
-        NetworkMeasurement([], {}, None, skeleton), "s", LayerGeometry.pixels(2), "m"
-    )
+    data, kwargs, kind = skeleton_layer(NetworkMeasurement([], {}, None, skeleton), "s", PIXELS, "m")
     assert kind == "labels" and data is skeleton and kwargs["metadata"] == {"ernet": {"source": "m"}}
 
 

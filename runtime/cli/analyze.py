@@ -26,6 +26,8 @@ from .infer import FIGURES_HELP, FRACTIONS_HELP, finish_fractions
 from .policy import Failures, command, typer_app
 
 app = typer_app(extra="analysis")
+
+
 def parse_classes(text: str | None) -> tuple[int, ...] | None:
     """``"1,3"`` -> ``(1, 3)``; None for all classes but background."""
     if not text:

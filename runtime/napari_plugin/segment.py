@@ -39,11 +39,6 @@ class LayerGeometry:
     translate: tuple[float, ...]
     units: tuple[str, ...]
 
-    @classmethod
-    def pixels(cls, ndim: int) -> LayerGeometry:
-        """Unit steps, no offset, in pixels."""
-        return cls((1.0,) * ndim, (0.0,) * ndim, ("pixel",) * ndim)
-
     def kwargs(self) -> dict[str, Any]:
         """The layer keyword arguments that place a layer here."""
         return {"scale": self.scale, "translate": self.translate, "units": self.units}

@@ -237,13 +237,14 @@ class SegmentWidget(Container):
 
     def _channels_changed(self) -> None:
         image = self.image.value
-        channels = 1
-        if image is not None and image.rgb:
-            channels = image.data.shape[-1]
-        elif image is not None and self.channel_axis.value is not None:
-            channels = image.data.shape[self.channel_axis.value]
+        channels = 1 if image is None else self._image_layout(image).channels
         self.channel.max = channels - 1
         self.channel.enabled = channels > 1
+
+    def _image_layout(self, image: Image) -> ImageLayout:
+        """How ``image``'s data is laid out, with the channel axis chosen."""
+        data = image.data[0] if image.multiscale else image.data
+        return ImageLayout(tuple(data.shape), image.rgb, self.channel_axis.value)
 
     def spec(self) -> RunSpec:
         """The run spec the form describes."""
@@ -262,7 +263,7 @@ class SegmentWidget(Container):
             if image is None:
                 raise ValueError("no image layer to segment: open one (File ▸ Open Sample ▸ ernet)")
             data = image.data[0] if image.multiscale else image.data
-            layout = ImageLayout(tuple(data.shape), image.rgb, self.channel_axis.value)
+            layout = self._image_layout(image)
             plane = None
             if self.scope.value == CURRENT_PLANE:
                 index = current_index(self.viewer, image)
