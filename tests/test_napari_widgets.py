@@ -4,6 +4,7 @@ tests must run; elsewhere, without a display, they are skipped, saying why."""
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from pathlib import Path
@@ -32,6 +33,14 @@ from ernet.runtime.postprocess import label_rgba  # noqa: E402
 SAMPLE = ("ernet", "synthetic-er-timelapse")
 #: Where the README's screenshot is written when this is set (make screenshot).
 SCREENSHOT = os.environ.get("ERNET_NAPARI_SCREENSHOT")
+
+
+@pytest.fixture(autouse=True)
+def _quiet_logs(caplog: pytest.LogCaptureFixture) -> None:
+    """Capture no DEBUG records: pymmcore-plus (test_acquisition) sets the root logger to
+    DEBUG on import, and napari's DEBUG records would keep its viewers alive in the
+    captured log, failing make_napari_viewer's leak check."""
+    caplog.set_level(logging.WARNING)
 
 
 def finish(job: Any) -> Any:

@@ -148,10 +148,15 @@ def layer_geometry(layer: Layer) -> LayerGeometry:
     )
 
 
+def full_resolution(layer: Layer) -> Any:
+    """A layer's data, or a multiscale layer's first (full-resolution) level."""
+    return layer.data[0] if layer.multiscale else layer.data
+
+
 def current_index(viewer: napari.Viewer, layer: Layer) -> tuple[int, ...]:
     """The data index of ``layer`` at the viewer's current position, along each of its dims."""
     coords = layer.world_to_data(viewer.dims.point)
-    shape = layer.data[0].shape if layer.multiscale else layer.data.shape
+    shape = full_resolution(layer).shape
     return tuple(
         int(np.clip(np.round(c), 0, n - 1)) for c, n in zip(coords, shape[: layer.ndim], strict=True)
     )
@@ -243,8 +248,7 @@ class SegmentWidget(Container):
 
     def _image_layout(self, image: Image) -> ImageLayout:
         """How ``image``'s data is laid out, with the channel axis chosen."""
-        data = image.data[0] if image.multiscale else image.data
-        return ImageLayout(tuple(data.shape), image.rgb, self.channel_axis.value)
+        return ImageLayout(tuple(full_resolution(image).shape), image.rgb, self.channel_axis.value)
 
     def spec(self) -> RunSpec:
         """The run spec the form describes."""
@@ -262,7 +266,7 @@ class SegmentWidget(Container):
         try:
             if image is None:
                 raise ValueError("no image layer to segment: open one (File ▸ Open Sample ▸ ernet)")
-            data = image.data[0] if image.multiscale else image.data
+            data = full_resolution(image)
             layout = self._image_layout(image)
             plane = None
             if self.scope.value == CURRENT_PLANE:
@@ -355,7 +359,7 @@ class MeasureWidget(Container):
         try:
             if layer is None:
                 raise ValueError("no Labels layer to measure: segment an image first (Segment ER)")
-            data = layer.data[0] if layer.multiscale else layer.data
+            data = full_resolution(layer)
             geometry = layer_geometry(layer)
             class_names, network = label_classes(layer.metadata)
             options = AnalysisOptions(
