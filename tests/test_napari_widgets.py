@@ -189,7 +189,7 @@ def test_errors_are_one_notification_line(sample: tuple[Any, Any], qtbot: Any, t
     bad.write_text("not a model")
     widget.image.value, widget.model.value, widget.model_file.value = image, MODEL_FILE, bad
     run(qtbot, widget.jobs)
-    assert errors()[-1] == widget.jobs.status.value and str(bad) in errors()[-1]
+    assert errors()[-1] == widget.jobs.status.value and errors()[-1].startswith(f"synthetic ER: {bad}: ")
     assert "synthetic ER labels" not in viewer.layers and widget.jobs.run_button.enabled
     viewer.layers.clear()
     run(qtbot, widget.jobs)

@@ -227,7 +227,8 @@ def _segment_plane(
     position = dict(zip(layout.plane_axes, plane, strict=True))
     key = tuple(position.get(d, slice(None)) for d in range(len(layout.shape)))
     plane_axes = "".join(a for d, a in enumerate(axes) if d not in position)
-    (frame,) = FrameLayout.of(plane_axes, np.shape(data[key]), in_channels, channel).frames(data[key])
+    chosen = data[key]  # read once (a zarr or dask layer's plane)
+    (frame,) = FrameLayout.of(plane_axes, np.shape(chosen), in_channels, channel).frames(chosen)
     value_range = None
     if options.normalize == "stack":
         whole = FrameLayout.of(axes, tuple(np.shape(data)), in_channels, channel)
@@ -287,7 +288,6 @@ def probabilities_layer(
         "colormap": "magma",
         "contrast_limits": (0, 255),
         "blending": "additive",
-        "visible": False,
         "metadata": {"ernet": {"source": source, "classes": list(foreground), "scale": "255 = certain"}},
         **geometry.kwargs(),
     }

@@ -62,14 +62,21 @@ class Failed:
     message: str
 
 
-def _reported(job: Generator[Progress, None, Any]) -> Generator[Progress, None, Any]:
+def _reported(job: Generator[Progress, None, Any], subject: str) -> Generator[Progress, None, Any]:
     """``job``, with the errors users cause (a bad file, a wrong shape) returned as
-    :class:`Failed` rather than raised: they become one notification line, and only
-    faults of the plugin itself reach napari's error handler with their traceback."""
+    :class:`Failed` rather than raised: they become one notification line, after the
+    ``subject`` (the layer), and only faults of the plugin itself reach napari's error
+    handler with their traceback."""
     try:
         return (yield from job)
     except REPORTED as exc:
-        return Failed(error_line(exc))
+        return Failed(about(subject, exc))
+
+
+def about(subject: str | None, exc: BaseException) -> str:
+    """The one line that reports ``exc``, after the layer it concerns unless it names it."""
+    line = error_line(exc)
+    return line if subject is None or line.startswith(f"{subject}:") else f"{subject}: {line}"
 
 
 class JobPanel(Container):
@@ -90,19 +97,25 @@ class JobPanel(Container):
         return self.worker is not None
 
     def start(
-        self, job: Generator[Progress, None, Any], total: int, what: str, on_result: Callable[[Any], str]
+        self,
+        job: Generator[Progress, None, Any],
+        total: int,
+        what: str,
+        subject: str,
+        on_result: Callable[[Any], str],
     ) -> None:
-        """Run ``job`` (``total`` steps); ``on_result(value)`` takes its result on the GUI
-        thread and says what was done (the status line)."""
+        """Run ``job`` (``total`` steps, ``what`` it does to the layer ``subject``);
+        ``on_result(value)`` takes its result on the GUI thread and says what was done
+        (the status line)."""
         from napari.qt.threading import create_worker
 
         worker: GeneratorWorker[Progress, None, Any] = create_worker(
-            _reported, job, _progress={"total": total, "desc": what}
+            _reported, job, subject, _progress={"total": total, "desc": f"{what}: {subject}"}
         )
         self.progress.max, self.progress.value = total, 0
         self.status.value = f"{what}..."
         worker.yielded.connect(self._advance)
-        worker.returned.connect(lambda value: self._finish(value, on_result))
+        worker.returned.connect(lambda value: self._finish(value, subject, on_result))
         worker.aborted.connect(lambda: self._say(f"cancelled after {self.progress.value} of {total}"))
         worker.errored.connect(lambda exc: self._say(f"failed: {error_line(exc)}"))
         worker.finished.connect(lambda: self._stopped(job))
@@ -121,16 +134,15 @@ class JobPanel(Container):
         done, total = step
         self.progress.max, self.progress.value = total, done
 
-    def _finish(self, value: Any, on_result: Callable[[Any], str]) -> None:
-        if isinstance(value, Failed):
-            self._say(value.message)
-            show_error(value.message)
-            return
-        try:
-            self._say(on_result(value))
-        except REPORTED as exc:
-            self._say(error_line(exc))
-            show_error(error_line(exc))
+    def _finish(self, value: Any, subject: str, on_result: Callable[[Any], str]) -> None:
+        if not isinstance(value, Failed):
+            try:
+                self._say(on_result(value))
+                return
+            except REPORTED as exc:
+                value = Failed(about(subject, exc))
+        self._say(value.message)
+        show_error(value.message)
 
     def _say(self, text: str) -> None:
         self.status.value = text
@@ -276,12 +288,12 @@ class SegmentWidget(Container):
                 self.spec(), self.channel.value, plane, self.normalize.value, self.probabilities.value
             )
         except REPORTED as exc:
-            show_error(error_line(exc))
+            show_error(about(image.name if image is not None else None, exc))
             return
         total = 1 if plane is not None else int(np.prod([layout.shape[d] for d in layout.plane_axes]))
         job = self._job(data, layout, options)
         self.jobs.start(
-            job, total, f"Segment ER: {image.name}", lambda result: self._show(result, image, layout)
+            job, total, "Segment ER", image.name, lambda result: self._show(result, image, layout)
         )
 
     def _job(
@@ -292,12 +304,12 @@ class SegmentWidget(Container):
 
     def _show(self, result: LayerSegmentation, image: Image, layout: ImageLayout) -> str:
         geometry = layout.labels_geometry(layer_geometry(image), result.description["channel"])
-        put_layer(self.viewer, labels_layer(result, f"{image.name} labels", geometry, image.name))
         probabilities = probabilities_layer(result, f"{image.name} probabilities", geometry, image.name)
         if probabilities is None:
             drop_layer(self.viewer, f"{image.name} probabilities")
         else:
             put_layer(self.viewer, probabilities)
+        put_layer(self.viewer, labels_layer(result, f"{image.name} labels", geometry, image.name))
         notes = (
             "; not used: " + "; ".join(result.description["fallbacks"])
             if result.description["fallbacks"]
@@ -372,7 +384,7 @@ class MeasureWidget(Container):
             lead = data.ndim - 2
             plane = current_index(self.viewer, layer)[:lead] if self.scope.value == CURRENT_PLANE else None
         except REPORTED as exc:
-            show_error(error_line(exc))
+            show_error(about(layer.name if layer is not None else None, exc))
             return
         axis_names = [str(a) for a in self.viewer.dims.axis_labels[-layer.ndim :][:lead]]
         total = 1 if plane is not None else int(np.prod(data.shape[:lead]))
@@ -386,7 +398,7 @@ class MeasureWidget(Container):
             name=layer.name,
         )
         self.jobs.start(
-            job, total, f"Measure ER network: {layer.name}", lambda m: self._show(m, layer, geometry)
+            job, total, "Measure ER network", layer.name, lambda m: self._show(m, layer, geometry)
         )
 
     def _show(self, measurement: NetworkMeasurement, layer: Labels, geometry: LayerGeometry) -> str:
