@@ -277,7 +277,7 @@ class SegmentWidget(Container):
         image = self.image.value
         try:
             if image is None:
-                raise ValueError("no image layer to segment: open one (File ▸ Open Sample ▸ ernet)")
+                raise ValueError("no image layer to segment: open one (File ▸ Open Sample ▸ ERNet)")
             data = full_resolution(image)
             layout = self._image_layout(image)
             plane = None
@@ -327,7 +327,7 @@ class MeasureWidget(Container):
         self.layer = ComboBox(label="labels", choices=self._label_layers)
         self.scope = ComboBox(label="measure", choices=[WHOLE_STACK, CURRENT_PLANE], value=WHOLE_STACK)
         self.pixel_size = FloatSpinBox(
-            label="pixel size µm (0: layer's)", min=0, max=100, step=0.001, value=0
+            label="pixel size µm (0: layer's)", min=0, max=100, step=0.0001, value=0
         )
         self.min_object_size = SpinBox(
             label="min object size px", min=0, max=10**6, value=defaults.min_object_size
