@@ -188,12 +188,15 @@ def test_errors_are_one_notification_line(sample: tuple[Any, Any], qtbot: Any, t
     bad = tmp_path / "broken.onnx"
     bad.write_text("not a model")
     widget.image.value, widget.model.value, widget.model_file.value = image, MODEL_FILE, bad
+    before = len(errors())
     run(qtbot, widget.jobs)
-    assert errors()[-1] == widget.jobs.status.value and errors()[-1].startswith(f"synthetic ER: {bad}: ")
+    (line,) = errors()[before:]  # one notification, one line
+    assert line == widget.jobs.status.value and line.startswith(f"synthetic ER: {bad}: ") and "\n" not in line
     assert "synthetic ER labels" not in viewer.layers and widget.jobs.run_button.enabled
     viewer.layers.clear()
     run(qtbot, widget.jobs)
-    assert errors()[-1].startswith("no image layer to segment")
+    (line,) = errors()[before + 1 :]
+    assert line.startswith("no image layer to segment")
 
 
 def test_measure_er_network_table_csv_and_skeleton(
