@@ -88,10 +88,10 @@ def measure_labels(
     skeletons = np.zeros(labels.shape, np.uint8) if skeleton else None
     rows = []
     for done, index in enumerate(indices, start=1):
-        frame = np.asarray(labels[index])
-        require_label_frame(frame, name, done - 1)
-        analysis = analyze_frame(frame, class_names, options)
         number = int(np.ravel_multi_index(index, lead_shape)) if lead_shape else 0
+        frame = np.asarray(labels[index])
+        require_label_frame(frame, name, number)
+        analysis = analyze_frame(frame, class_names, options)
         rows.append({"frame": number, **dict(zip(names, map(int, index), strict=True)), **analysis.metrics})
         if skeletons is not None:
             skeletons[index] = analysis.skeleton

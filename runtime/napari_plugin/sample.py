@@ -1,4 +1,4 @@
-"""File ▸ Open Sample ▸ Synthetic ER time-lapse: a cell from the project's generator
+"""File ▸ Open Sample ▸ ERNet ▸ Synthetic ER time-lapse: a cell from the project's generator
 (numpy and scipy, no torch), so that the plugin can be tried in one click."""
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ from magicgui.widgets import (
 from napari.layers import Image, Labels, Layer
 from napari.utils.notifications import show_error, show_info
 
-from ..analysis import AnalysisOptions
+from ..analysis import AnalysisOptions, column_header
 from ..errors import REPORTED, error_line
 from ..models import EMBEDDED
 from ..spec import Provider, RunSpec
@@ -404,7 +404,7 @@ class MeasureWidget(Container):
     def _show(self, measurement: NetworkMeasurement, layer: Labels, geometry: LayerGeometry) -> str:
         self.measurement = measurement
         columns = list(measurement.rows[0])
-        headers = [f"{c} [{measurement.units[c]}]" if c in measurement.units else c for c in columns]
+        headers = [column_header(c, measurement.units) for c in columns]
         self.table.value = {
             "data": [[_shown(row[c]) for c in columns] for row in measurement.rows],
             "index": [row["frame"] for row in measurement.rows],
